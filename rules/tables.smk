@@ -1,0 +1,18 @@
+
+
+rule table:
+    conda:
+        "../envs/zoharness.yaml"
+    input:
+        metrics=lambda w: [f"{d}/metrics.json" for d in run_dirs()],
+    output:
+        csv=TABLE_CSV,
+        md=TABLE_MD,
+        runs=RUNS_CSV,
+    params:
+        suite=NAME,
+    log:
+        f"logs/{NAME}/table.log",
+    shell:
+        "python -m zoharness table --suite {params.suite} --out-csv {output.csv:q} --out-md {output.md:q} "
+        "--out-runs-csv {output.runs:q} {input.metrics:q} > {log:q} 2>&1"

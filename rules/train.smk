@@ -1,0 +1,43 @@
+# One run = run_config.json (everything that defines it) -> train -> metrics/log/provenance.
+# run_config is rewritten when the resolved spec (the `spec` param) or the split changes, which is
+# what makes Snakemake retrain; comments or unrelated config keys do not.
+
+
+rule run_config:
+    conda:
+        "../envs/zoharness.yaml"
+    input:
+        split=SPLIT,
+    output:
+        f"{RUN_DIR}/run_config.json",
+    params:
+        spec=spec_json,
+    log:
+        f"logs/{NAME}/{{model}}/{{task}}/{{method}}/seed{{seed}}/run_config.log",
+    shell:
+        "python -m zoharness run-config --spec {params.spec:q} --split {input.split:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule train:
+    conda:
+        "../envs/zoharness.yaml"
+    input:
+        run_config=f"{RUN_DIR}/run_config.json",
+        split=SPLIT,
+        model_ref=MODEL_REF,
+    output:
+        metrics=f"{RUN_DIR}/metrics.json",
+        train_log=f"{RUN_DIR}/train_log.jsonl",
+        run_info=f"{RUN_DIR}/run_info.json",
+    params:
+        out_dir=lambda w, output: os.path.dirname(output.metrics),
+    threads: SUITE["threads"]
+    resources:
+        gpu=uses_gpu(),
+    log:
+        f"logs/{NAME}/{{model}}/{{task}}/{{method}}/seed{{seed}}/train.log",
+    benchmark:
+        f"benchmarks/{NAME}/{{model}}/{{task}}/{{method}}/seed{{seed}}.tsv"
+    shell:
+        "python -m zoharness train --run-config {input.run_config:q} --split {input.split:q} "
+        "--model-ref {input.model_ref:q} --out-dir {params.out_dir:q} --threads {threads} > {log:q} 2>&1"

@@ -1,0 +1,3 @@
+from zoharness.cli import main
+
+raise SystemExit(main())

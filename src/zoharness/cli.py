@@ -1,0 +1,164 @@
+"""`python -m zoharness <command>`: every Snakemake rule calls one of these, so every step also runs
+(and is tested) without Snakemake."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from zoharness.io import DataError, read_json, sha256_file, write_json_atomic
+
+
+def _cmd_list(args) -> int:
+    from zoharness.methods import get_method, method_ids
+    from zoharness.models import BUILTIN_MODELS
+    from zoharness.tasks import task_ids
+
+    print("models: ", ", ".join(f"{k} ({v})" for k, v in BUILTIN_MODELS.items()))
+    print("tasks:  ", ", ".join(task_ids()))
+    print("methods:", ", ".join(f"{m} ({get_method(m).LABEL})" for m in method_ids()))
+    return 0
+
+
+def _cmd_check_config(args) -> int:
+    from zoharness.config import load_suite, runs
+
+    cfg = load_suite(args.config)
+    print(f"{args.config}: valid; {len(runs(cfg))} runs")
+    return 0
+
+
+def _cmd_prepare_model(args) -> int:
+    from zoharness.models import prepare
+
+    ref = prepare(args.slug, args.source, args.out_dir)
+    print(json.dumps(ref, indent=2))
+    return 0
+
+
+def _cmd_split(args) -> int:
+    from zoharness.data import make_split
+
+    manifest = make_split(args.task, args.data_dir, args.seed, args.num_train, args.num_dev, args.num_test)
+    write_json_atomic(args.out, manifest)
+    print(f"{args.out}: {manifest['n']}")
+    return 0
+
+
+def _cmd_run_config(args) -> int:
+    spec = json.loads(args.spec)
+    spec["split_sha256"] = sha256_file(args.split)
+    write_json_atomic(args.out, spec)
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from zoharness.train import train
+
+    metrics = train(args.run_config, args.split, args.model_ref, args.out_dir, threads=args.threads)
+    keys = ("dev_accuracy", "test_accuracy", "steps", "train_time_s", "step_latency_median_s")
+    print(json.dumps({k: metrics[k] for k in keys}))
+    return 0
+
+
+def _cmd_table(args) -> int:
+    from zoharness.tables import write_tables
+
+    write_tables(args.metrics, args.suite, args.out_csv, args.out_md, args.out_runs_csv)
+    print(Path(args.out_md).read_text())
+    return 0
+
+
+def _cmd_figures(args) -> int:
+    from zoharness.plotting import accuracy_bars, loss_curves
+
+    for p in loss_curves(args.logs, args.out_dir, args.suite) + accuracy_bars(
+        args.table, args.out_dir, args.suite
+    ):
+        print(p)
+    return 0
+
+
+def _cmd_replay(args) -> int:
+    """Rebuild a ZO run's final weights from the base model and its train log."""
+    from zoharness.replay import replay_run
+
+    replay_run(args.run_dir, args.model_ref, out_dir=args.out)
+    print(f"replayed weights written to {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="zoharness", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list built-in models, tasks and methods").set_defaults(fn=_cmd_list)
+
+    s = sub.add_parser("check-config", help="validate a suite config")
+    s.add_argument("config")
+    s.set_defaults(fn=_cmd_check_config)
+
+    s = sub.add_parser("prepare-model", help="materialise a model source into a local folder")
+    s.add_argument("--slug", required=True)
+    s.add_argument("--source", required=True)
+    s.add_argument("--out-dir", required=True)
+    s.set_defaults(fn=_cmd_prepare_model)
+
+    s = sub.add_parser("split", help="sample train/dev/test (MeZO protocol) and write the split manifest")
+    s.add_argument("--task", required=True)
+    s.add_argument("--seed", type=int, required=True)
+    s.add_argument("--data-dir", required=True)
+    s.add_argument("--num-train", type=int, required=True)
+    s.add_argument("--num-dev", type=lambda v: None if v in ("None", "null", "") else int(v), default=None)
+    s.add_argument("--num-test", type=int, required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=_cmd_split)
+
+    s = sub.add_parser("run-config", help="write run_config.json (spec + split manifest hash)")
+    s.add_argument("--spec", required=True, help="JSON of the resolved run spec")
+    s.add_argument("--split", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=_cmd_run_config)
+
+    s = sub.add_parser("train", help="run or resume one run")
+    s.add_argument("--run-config", required=True)
+    s.add_argument("--split", required=True)
+    s.add_argument("--model-ref", required=True)
+    s.add_argument("--out-dir", required=True)
+    s.add_argument("--threads", type=int, default=None)
+    s.set_defaults(fn=_cmd_train)
+
+    s = sub.add_parser("table", help="build result tables from metrics.json files")
+    s.add_argument("--suite", required=True)
+    s.add_argument("--out-csv", required=True)
+    s.add_argument("--out-md", required=True)
+    s.add_argument("--out-runs-csv", required=True)
+    s.add_argument("metrics", nargs="+")
+    s.set_defaults(fn=_cmd_table)
+
+    s = sub.add_parser("figures", help="loss curves and accuracy bars from a table and train logs")
+    s.add_argument("--suite", required=True)
+    s.add_argument("--table", required=True)
+    s.add_argument("--out-dir", required=True)
+    s.add_argument("logs", nargs="+")
+    s.set_defaults(fn=_cmd_figures)
+
+    s = sub.add_parser("replay", help="rebuild a ZO run's final weights from its train log")
+    s.add_argument("--run-dir", required=True)
+    s.add_argument("--model-ref", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=_cmd_replay)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (DataError, FileNotFoundError, ValueError) as e:
+        print(f"zoharness {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+__all__ = ["main", "read_json"]

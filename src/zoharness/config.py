@@ -1,0 +1,132 @@
+"""Suite configuration: schema validation, name checks, and resolution into one spec per run.
+
+Imported by the Snakefile at parse time, so it imports nothing heavy: a bad config fails before any
+job starts, naming the key (schema errors) or listing the valid names (unknown model/task/method).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from zoharness import models
+from zoharness.methods import check_method, get_method, resolve_params
+from zoharness.tasks import check_task
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def schema() -> dict:
+    return yaml.safe_load(resources.files("zoharness").joinpath("schema/suite.schema.yaml").read_text())
+
+
+def _fill_defaults(node: dict, sch: dict) -> None:
+    for key, sub in sch.get("properties", {}).items():
+        if "default" in sub and key not in node:
+            node[key] = copy.deepcopy(sub["default"])
+        if isinstance(node.get(key), dict) and sub.get("type") == "object":
+            _fill_defaults(node[key], sub)
+
+
+def _path(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "<top level>"
+
+
+def validate(config: dict, where: str = "config") -> dict:
+    """Validate and normalise a suite config; returns a new dict with defaults filled in."""
+    if not isinstance(config, dict):
+        raise ConfigError(f"{where}: a suite config is a mapping, got {type(config).__name__}")
+    sch = schema()
+    errors = sorted(
+        jsonschema.Draft202012Validator(sch).iter_errors(config), key=lambda e: list(e.absolute_path)
+    )
+    if errors:
+        lines = [f"  {_path(e)}: {e.message}" for e in errors[:10]]
+        raise ConfigError(f"{where}: invalid suite config\n" + "\n".join(lines))
+    cfg = copy.deepcopy(config)
+    _fill_defaults(cfg, sch)
+    cfg["models"] = _normalise_models(cfg["models"], where)
+    for t in cfg["tasks"]:
+        _checked(check_task, t, f"{where}: tasks")
+    cfg["methods"] = _normalise_methods(cfg["methods"], where)
+    for key in ("tasks", "seeds"):
+        if len(set(cfg[key])) != len(cfg[key]):
+            raise ConfigError(f"{where}: {key} has duplicates: {cfg[key]}")
+    return cfg
+
+
+def _checked(check, value, where):
+    try:
+        return check(value)
+    except ValueError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def _normalise_models(spec, where) -> dict[str, str]:
+    spec = dict.fromkeys(spec) if isinstance(spec, list) else spec
+    out = {}
+    for slug, source in spec.items():
+        if source is None:
+            source = _checked(models.source_for, slug, f"{where}: models")
+        out[slug] = _checked(models.check_source, source, f"{where}: models.{slug}")
+    return out
+
+
+def _normalise_methods(spec, where) -> dict[str, dict]:
+    spec = {name: {} for name in spec} if isinstance(spec, list) else spec
+    out = {}
+    for name, entry in spec.items():
+        entry = dict(entry or {})
+        method_id = _checked(check_method, entry.get("method", name), f"{where}: methods.{name}")
+        params = _checked(
+            lambda p, m=method_id, n=name: resolve_params(m, p, f"methods.{n}.params"),
+            entry.get("params"),
+            where,
+        )
+        label = entry.get("label") or get_method(method_id).LABEL
+        out[name] = {"method": method_id, "label": label, "params": params}
+    return out
+
+
+def load_suite(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    return validate(raw, str(path))
+
+
+def runs(cfg: dict) -> list[tuple[str, str, str, int]]:
+    """Every (model, task, method, seed) of the suite, in key order."""
+    return list(itertools.product(cfg["models"], cfg["tasks"], cfg["methods"], cfg["seeds"]))
+
+
+def run_spec(cfg: dict, model: str, task: str, method: str, seed: int) -> dict:
+    """Everything that defines a run except the split manifest's hash (added when written)."""
+    entry = cfg["methods"][method]
+    return {
+        "suite": cfg["suite"],
+        "model": model,
+        "model_source": cfg["models"][model],
+        "task": task,
+        "method": method,
+        "method_id": entry["method"],
+        "method_version": get_method(entry["method"]).VERSION,
+        "label": entry["label"],
+        "params": entry["params"],
+        "seed": int(seed),
+        "precision": {"weights": cfg["dtype"], "zo_noise": "float32", "update": cfg["dtype"]},
+        "device": cfg["device"],
+        "data": cfg["data"],
+        "eval": cfg["eval"],
+    }

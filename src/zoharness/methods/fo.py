@@ -1,0 +1,70 @@
+"""FO: full-parameter fine-tuning with backpropagation and AdamW (MeZO's FT baseline).
+
+Defaults follow MeZO Table 15 (FT with full parameters): 5 epochs, batch 8, constant lr from
+{1e-5, 5e-5, 8e-5}, no weight decay. MeZO's FT ran with mixed precision; here the weights' dtype is
+the run's `dtype` (float32 by default), recorded in run_config.json.
+"""
+
+import math
+from dataclasses import dataclass
+
+from zoharness.methods import require
+
+LABEL = "FT (AdamW)"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class Params:
+    lr: float = 1e-5  # MeZO Table 15 grid {1e-5, 5e-5, 8e-5}
+    epochs: int = 5  # MeZO Table 15
+    batch_size: int = 8  # MeZO Table 15
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW defaults (HF Trainer)
+    adam_eps: float = 1e-8
+
+    def __post_init__(self):
+        require(self.lr > 0, f"fo.lr must be > 0, got {self.lr}")
+        require(self.epochs >= 1, f"fo.epochs must be >= 1, got {self.epochs}")
+        require(self.batch_size >= 1, f"fo.batch_size must be >= 1, got {self.batch_size}")
+        require(self.weight_decay >= 0, f"fo.weight_decay must be >= 0, got {self.weight_decay}")
+        object.__setattr__(self, "betas", tuple(self.betas))
+
+
+def num_steps(params: Params, n_train: int) -> int:
+    return params.epochs * math.ceil(n_train / params.batch_size)
+
+
+class _FO:
+    def __init__(self, model, params: Params):
+        import torch
+
+        self.model = model
+        for p in model.parameters():
+            p.requires_grad_(True)
+        self.optimizer = torch.optim.AdamW(
+            model.parameters(),
+            lr=params.lr,
+            betas=params.betas,
+            eps=params.adam_eps,
+            weight_decay=params.weight_decay,
+        )
+        self.lr = params.lr
+
+    def step(self, batch, index: int) -> dict:
+        import torch
+
+        from zoharness import scoring
+        from zoharness.zo import NonFiniteLossError
+
+        loss = scoring.loss(self.model, batch)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(f"step {index}: loss is not finite ({float(loss)})")
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return {"loss": float(loss.detach()), "lr": self.lr, "forward_passes": 1}
+
+
+def build(model, params: Params, seed: int):
+    return _FO(model, params)

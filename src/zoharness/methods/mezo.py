@@ -1,0 +1,55 @@
+"""MeZO (Malladi et al. 2023, arXiv 2305.17333): ZO-SGD with in-place, seed-replayed perturbations.
+
+Defaults are the paper's (Appendix E, Table 15, OPT-13B): batch 16, ε = 1e-3, 20,000 steps, constant lr
+from {1e-6, 1e-7}; no weight decay. Suites override lr/steps for other models (see config/).
+"""
+
+from dataclasses import dataclass
+
+from zoharness.methods import require
+
+LABEL = "MeZO"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class Params:
+    lr: float = 1e-6  # MeZO Table 15 grid {1e-6, 1e-7}
+    eps: float = 1e-3  # MeZO Table 15
+    batch_size: int = 16  # MeZO Table 15
+    steps: int = 20000  # MeZO Table 15 (OPT-13B)
+    # "none": regenerate z in every pass (MeZO's inference-level memory); "step": keep the step's z
+    # (one extra copy of the weights) so it is drawn once per step. Bit-identical results either way.
+    z_cache: str = "none"
+    noise_threads: int = 0  # threads drawing noise on CPU; 0 = torch.get_num_threads()
+
+    def __post_init__(self):
+        require(self.lr > 0, f"mezo.lr must be > 0, got {self.lr}")
+        require(self.eps > 0, f"mezo.eps must be > 0, got {self.eps}")
+        require(self.batch_size >= 1, f"mezo.batch_size must be >= 1, got {self.batch_size}")
+        require(self.steps >= 1, f"mezo.steps must be >= 1, got {self.steps}")
+        require(
+            self.z_cache in ("none", "step"), f"mezo.z_cache must be 'none' or 'step', got {self.z_cache!r}"
+        )
+        require(self.noise_threads >= 0, f"mezo.noise_threads must be >= 0, got {self.noise_threads}")
+
+
+def num_steps(params: Params, n_train: int) -> int:
+    return params.steps
+
+
+def build(model, params: Params, seed: int):
+    import torch
+
+    from zoharness.zo import ZOSGD, trainable_parameters
+
+    threads = params.noise_threads or torch.get_num_threads()
+    return ZOSGD(
+        model,
+        trainable_parameters(model),
+        lr=params.lr,
+        eps=params.eps,
+        run_seed=seed,
+        cache=params.z_cache == "step",
+        threads=threads,
+    )

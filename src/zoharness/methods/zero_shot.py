@@ -1,0 +1,19 @@
+"""Zero-shot: evaluate the base model with the task prompt; no training (MeZO Table 1 row)."""
+
+from dataclasses import dataclass
+
+LABEL = "Zero-shot"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class Params:
+    pass
+
+
+def num_steps(params: Params, n_train: int) -> int:
+    return 0
+
+
+def build(model, params: Params, seed: int):
+    return None

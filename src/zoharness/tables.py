@@ -1,0 +1,176 @@
+"""Result tables from run artifacts: per-run CSV, and MeZO Table 1 layout (rows methods, columns tasks).
+
+Cells are test-set metrics in percent, mean ± sample std over seeds, with the number of seeds n;
+a second block gives the dev-set numbers (the only numbers used to choose hyperparameters).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from zoharness.io import read_json, write_text_atomic
+
+RUN_COLUMNS = [
+    "model",
+    "task",
+    "method",
+    "method_id",
+    "label",
+    "seed",
+    "metric",
+    "dev_accuracy",
+    "test_accuracy",
+    "n_train",
+    "n_dev",
+    "n_test",
+    "steps",
+    "forward_passes",
+    "train_time_s",
+    "eval_time_s",
+    "step_latency_median_s",
+    "step_latency_p90_s",
+    "peak_rss_bytes",
+    "dtype",
+    "device",
+]
+
+
+def collect(metrics_paths: list[str | Path]) -> pd.DataFrame:
+    rows = [read_json(p) for p in metrics_paths]
+    if not rows:
+        raise ValueError("no metrics.json files given")
+    df = pd.DataFrame(rows)
+    for col in RUN_COLUMNS:
+        if col not in df:
+            df[col] = None
+    return (
+        df[RUN_COLUMNS].sort_values(["model", "task", "method", "seed"], kind="stable").reset_index(drop=True)
+    )
+
+
+def summarise(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (model, method, task): mean/std over seeds of dev and test metric, in percent."""
+    g = runs.groupby(["model", "method", "label", "method_id", "task"], sort=False)
+    out = g.agg(
+        test_mean=("test_accuracy", "mean"),
+        test_std=("test_accuracy", "std"),
+        dev_mean=("dev_accuracy", "mean"),
+        dev_std=("dev_accuracy", "std"),
+        n_seeds=("seed", "nunique"),
+        n_test=("n_test", "max"),
+        n_dev=("n_dev", "max"),
+    ).reset_index()
+    for col in ("test_mean", "test_std", "dev_mean", "dev_std"):
+        out[col] = out[col] * 100.0
+    return out
+
+
+def wide(summary: pd.DataFrame) -> pd.DataFrame:
+    """Table 1 layout for the CSV: one row per (model, method), per task mean/std/n columns."""
+    rows = []
+    for (model, method, label), grp in summary.groupby(["model", "method", "label"], sort=False):
+        row = {"model": model, "method": method, "label": label}
+        for r in grp.itertuples():
+            row.update(
+                {
+                    f"{r.task}": round(r.test_mean, 2),
+                    f"{r.task}_std": _round(r.test_std),
+                    f"{r.task}_n_seeds": r.n_seeds,
+                    f"{r.task}_n_test": r.n_test,
+                    f"{r.task}_dev": round(r.dev_mean, 2),
+                    f"{r.task}_dev_std": _round(r.dev_std),
+                }
+            )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _round(x):
+    return None if pd.isna(x) else round(float(x), 2)
+
+
+def _cell(mean, std, n) -> str:
+    spread = "" if pd.isna(std) else f" ± {std:.1f}"
+    return f"{mean:.1f}{spread} (n={n})"
+
+
+def markdown(summary: pd.DataFrame, suite: str, task_labels: dict[str, str]) -> str:
+    tasks = list(dict.fromkeys(summary["task"]))
+    lines = [
+        f"# Results: suite `{suite}`",
+        "",
+        "Test accuracy (%) as mean ± sample std over seeds, n = seeds. Built from results/"
+        f"{suite}/**/metrics.json by `zoharness table`.",
+        "",
+    ]
+    for split, key in (("Test", "test"), ("Dev", "dev")):
+        lines += [
+            f"## {split}",
+            "",
+            "| model | method | " + " | ".join(task_labels.get(t, t) for t in tasks) + " |",
+            "|---|---|" + "---:|" * len(tasks),
+        ]
+        for (model, _method, label), grp in summary.groupby(["model", "method", "label"], sort=False):
+            by_task = {r.task: r for r in grp.itertuples()}
+            cells = [
+                _cell(
+                    getattr(by_task[t], f"{key}_mean"), getattr(by_task[t], f"{key}_std"), by_task[t].n_seeds
+                )
+                if t in by_task
+                else "–"
+                for t in tasks
+            ]
+            lines.append(f"| {model} | {label} | " + " | ".join(cells) + " |")
+        n_line = ", ".join(
+            f"{task_labels.get(t, t)} {int(summary[summary.task == t][f'n_{key}'].max())}" for t in tasks
+        )
+        lines += ["", f"Examples per cell ({split.lower()}): {n_line}.", ""]
+    selection = select_by_dev(summary)
+    if selection:
+        lines += [
+            "## Hyperparameters selected on dev",
+            "",
+            "For each base method with several variants, the variant with the best mean dev accuracy.",
+            "",
+            "| model | task | method | selected variant | dev | test |",
+            "|---|---|---|---|---:|---:|",
+        ]
+        for s in selection:
+            lines.append(
+                f"| {s['model']} | {task_labels.get(s['task'], s['task'])} | {s['method_id']} | "
+                f"{s['method']} | {s['dev_mean']:.1f} | {s['test_mean']:.1f} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def select_by_dev(summary: pd.DataFrame) -> list[dict]:
+    out = []
+    for (model, task, method_id), grp in summary.groupby(["model", "task", "method_id"], sort=False):
+        if len(grp) > 1:
+            best = grp.sort_values(["dev_mean", "method"], ascending=[False, True]).iloc[0]
+            out.append(
+                {
+                    "model": model,
+                    "task": task,
+                    "method_id": method_id,
+                    "method": best["method"],
+                    "dev_mean": best["dev_mean"],
+                    "test_mean": best["test_mean"],
+                }
+            )
+    return out
+
+
+def write_tables(metrics_paths, suite: str, out_csv, out_md, out_runs_csv) -> pd.DataFrame:
+    from zoharness.tasks import get_task
+
+    runs = collect(metrics_paths)
+    summary = summarise(runs)
+    labels = {t: get_task(t).label for t in summary["task"].unique()}
+    write_text_atomic(out_runs_csv, runs.to_csv(index=False))
+    write_text_atomic(out_csv, wide(summary).to_csv(index=False))
+    write_text_atomic(out_md, markdown(summary, suite, labels))
+    return summary

@@ -1,0 +1,76 @@
+"""Suite configs: schema errors name the key; unknown names list the valid ones."""
+
+from pathlib import Path
+
+import pytest
+
+from zoharness.config import ConfigError, load_suite, run_spec, runs, validate
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = {"suite": "x", "models": ["tiny-llama"], "tasks": ["sst2"], "methods": ["mezo"], "seeds": [0]}
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "config").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_suites_are_valid(path):
+    cfg = load_suite(path)
+    assert len(runs(cfg)) == len(cfg["models"]) * len(cfg["tasks"]) * len(cfg["methods"]) * len(cfg["seeds"])
+
+
+@pytest.mark.parametrize(
+    "key,value,valid",
+    [
+        ("models", ["smolm2-135m"], "smollm2-135m"),
+        ("tasks", ["sst-2"], "sst2"),
+        ("methods", ["mezzo"], "mezo"),
+    ],
+)
+def test_unknown_names_list_the_valid_ones(key, value, valid):
+    with pytest.raises(ConfigError, match=rf"Did you mean '{valid}'\?.*Valid .*{valid}"):
+        validate({**BASE, key: value})
+
+
+def test_schema_error_names_the_key():
+    with pytest.raises(ConfigError, match=r"data\.num_train: -3 is less than the minimum of 1"):
+        validate({**BASE, "data": {"num_train": -3}})
+    with pytest.raises(ConfigError, match=r"<top level>: 'seeds' is a required property"):
+        validate({k: v for k, v in BASE.items() if k != "seeds"})
+    with pytest.raises(
+        ConfigError, match=r"Additional properties are not allowed \('epoch' was unexpected\)"
+    ):
+        validate({**BASE, "epoch": 3})
+
+
+def test_method_params_are_checked_at_parse_time():
+    with pytest.raises(ConfigError, match=r"unknown parameter\(s\) \['learning_rate'\] for method 'mezo'"):
+        validate({**BASE, "methods": {"mezo": {"params": {"learning_rate": 1e-6}}}})
+    with pytest.raises(ConfigError, match=r"mezo.eps must be > 0, got -0.001"):
+        validate({**BASE, "methods": {"mezo": {"params": {"eps": -1e-3}}}})
+
+
+def test_hf_models_need_a_pinned_revision():
+    with pytest.raises(ConfigError, match=r"hf:<id>@<revision>"):
+        validate({**BASE, "models": {"opt-13b": "hf:facebook/opt-13b"}})
+    cfg = validate({**BASE, "models": {"opt-13b": "hf:facebook/opt-13b@main"}})
+    assert cfg["models"]["opt-13b"] == "hf:facebook/opt-13b@main"
+
+
+def test_variants_resolve_to_distinct_runs_with_defaults_filled():
+    cfg = validate(
+        {
+            **BASE,
+            "methods": {
+                "mezo_a": {"method": "mezo", "params": {"lr": 1e-5}},
+                "mezo_b": {"method": "mezo", "params": {"lr": 1e-6}},
+            },
+        }
+    )
+    a, b = (run_spec(cfg, "tiny-llama", "sst2", m, 0) for m in ("mezo_a", "mezo_b"))
+    assert a["method_id"] == b["method_id"] == "mezo" and a["params"]["lr"] != b["params"]["lr"]
+    assert a["params"]["eps"] == 1e-3 and a["method_version"] >= 1 and a["label"] == "MeZO"
+
+
+def test_malformed_yaml_names_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("suite: [unclosed\n")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        load_suite(bad)

@@ -1,0 +1,122 @@
+"""The training loop: artifacts, resume = uninterrupted, failure modes write no metrics."""
+
+import json
+
+import pytest
+import torch
+
+from tests.helpers import make_run
+from zoharness.io import DataError, read_json
+from zoharness.replay import replay_run
+from zoharness.train import read_train_log, train
+
+MEZO = {"lr": 1e-3, "eps": 1e-3, "steps": 6, "batch_size": 4}
+
+
+def _run(tmp_path, model_refs, method="mezo", params=None, **kw):
+    run_dir, split = make_run(tmp_path, method, MEZO if params is None else params)
+    metrics = train(run_dir / "run_config.json", split, model_refs["llama"], run_dir, threads=1, **kw)
+    return run_dir, split, metrics
+
+
+def _strip_timing(records):
+    return [{k: v for k, v in r.items() if k != "elapsed_s"} for r in records]
+
+
+def test_mezo_run_writes_complete_artifacts(tmp_path, model_refs):
+    run_dir, _, metrics = _run(tmp_path, model_refs)
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "metrics.json",
+        "run_config.json",
+        "run_info.json",
+        "train_log.jsonl",
+    ]
+    header, records = read_train_log(run_dir / "train_log.jsonl")
+    assert [r["step"] for r in records] == list(range(6))
+    for r in records:
+        assert {"step", "loss", "zo_seed", "projected_grad", "lr", "elapsed_s"} <= set(r)
+    assert header["zo"]["noise"]["tensors"]
+    on_disk = read_json(run_dir / "metrics.json")
+    assert on_disk == json.loads(json.dumps(metrics))
+    assert on_disk["forward_passes"] == 12 and on_disk["steps"] == 6
+    assert on_disk["n_dev"] == 8 and on_disk["n_test"] == 12
+    assert 0.0 <= on_disk["test_accuracy"] <= 1.0 and on_disk["peak_rss_bytes"] > 0
+    assert on_disk["step_latency_median_s"] > 0
+    info = read_json(run_dir / "run_info.json")
+    assert info["packages"]["torch"] == torch.__version__
+    assert (
+        set(info["git"]) == {"commit", "dirty"}
+        and info["device"] == "cpu"
+        and info["model_ref"]["slug"] == "tiny-llama"
+    )
+
+
+def test_resume_after_kill_equals_uninterrupted(tmp_path, model_refs):
+    full_dir, split, full = _run(tmp_path / "full", model_refs)
+    run_dir, split2 = make_run(tmp_path / "killed", "mezo", MEZO)
+    assert (
+        train(run_dir / "run_config.json", split2, model_refs["llama"], run_dir, threads=1, stop_after=3)
+        is None
+    )
+    assert not (run_dir / "metrics.json").exists()
+    # A kill mid-write leaves a torn last line; resume must drop it, not choke on it.
+    log = run_dir / ".inprogress" / "train_log.jsonl"
+    log.write_text(log.read_text() + '{"step": 3, "loss": 0.69')
+    resumed = train(run_dir / "run_config.json", split2, model_refs["llama"], run_dir, threads=1)
+    for key in ("dev_accuracy", "test_accuracy", "final_train_loss", "forward_passes", "steps"):
+        assert resumed[key] == full[key], key
+    _, a = read_train_log(full_dir / "train_log.jsonl")
+    _, b = read_train_log(run_dir / "train_log.jsonl")
+    assert _strip_timing(a) == _strip_timing(b)
+    assert not (run_dir / ".inprogress").exists()
+
+
+def test_replayed_model_equals_trained_model(tmp_path, model_refs):
+    """Rebuild the final weights from base + log and check they score exactly as the run did."""
+    from zoharness import models, scoring
+    from zoharness.data import load_split
+    from zoharness.tasks import get_task
+
+    run_dir, split, metrics = _run(tmp_path, model_refs)
+    model = replay_run(run_dir, model_refs["llama"])
+    _, tok = models.load(model_refs["llama"])
+    examples = load_split(read_json(split), read_json(run_dir / "run_config.json")["data"]["dir"]).test
+    enc = [scoring.encode(tok, get_task("sst2").prompt(e), 96) for e in examples]
+    assert scoring.evaluate(model, enc, tok.pad_token_id, 8)["accuracy"] == metrics["test_accuracy"]
+
+
+def test_fo_and_zero_shot_through_the_same_loop(tmp_path, model_refs):
+    _, _, fo = _run(tmp_path, model_refs, "fo", {"lr": 1e-3, "epochs": 1, "batch_size": 4})
+    assert fo["steps"] == 4 and fo["train_examples_seen"] == 16 and fo["forward_passes"] == 4
+    _, _, zs = _run(tmp_path, model_refs, "zero_shot", {})
+    assert zs["steps"] == 0 and zs["forward_passes"] == 0 and zs["final_train_loss"] is None
+
+
+def test_nonfinite_loss_stops_the_run_without_metrics(tmp_path, model_refs, monkeypatch):
+    from zoharness import scoring
+    from zoharness.zo import NonFiniteLossError
+
+    monkeypatch.setattr(scoring, "loss", lambda model, batch: torch.tensor(float("nan")))
+    run_dir, split = make_run(tmp_path, "mezo", MEZO)
+    with pytest.raises(NonFiniteLossError, match="not finite"):
+        train(run_dir / "run_config.json", split, model_refs["llama"], run_dir, threads=1)
+    assert not (run_dir / "metrics.json").exists()
+
+
+def test_changed_split_is_refused(tmp_path, model_refs):
+    run_dir, split = make_run(tmp_path, "mezo", MEZO)
+    manifest = read_json(split)
+    manifest["splits"]["train"] = manifest["splits"]["train"][:-1]
+    split.write_text(json.dumps(manifest))
+    with pytest.raises(DataError, match="split manifest differs"):
+        train(run_dir / "run_config.json", split, model_refs["llama"], run_dir, threads=1)
+
+
+def test_log_of_another_config_is_not_resumed(tmp_path, model_refs, capsys):
+    run_dir, split = make_run(tmp_path, "mezo", MEZO)
+    train(run_dir / "run_config.json", split, model_refs["llama"], run_dir, threads=1, stop_after=2)
+    run_dir, split = make_run(tmp_path, "mezo", {**MEZO, "lr": 2e-3})  # same folder, new config
+    metrics = train(run_dir / "run_config.json", split, model_refs["llama"], run_dir, threads=1)
+    assert "starting over" in capsys.readouterr().err
+    _, records = read_train_log(run_dir / "train_log.jsonl")
+    assert metrics["steps"] == 6 and all(r["lr"] == 2e-3 for r in records)

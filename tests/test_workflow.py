@@ -1,0 +1,103 @@
+"""The Snakemake workflow: parse-time validation, the planned DAG, one tiny end-to-end run, lint."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+@pytest.fixture()
+def workdir(tmp_path):
+    """A copy of the workflow (data linked), so runs never touch the repository's results/."""
+    for name in ("Snakefile", "rules", "config", "profiles", "envs"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
+    (tmp_path / "data").symlink_to(ROOT / "data")
+    return tmp_path
+
+
+def snakemake(cwd, *args, timeout=600):
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", *args],
+        cwd=cwd,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def planned(stdout: str) -> dict[str, int]:
+    stats = stdout.split("Job stats:")[1]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M)}
+
+
+def test_dry_run_plans_models_x_tasks_x_methods_x_seeds(workdir):
+    out = snakemake(workdir, "-n", "--configfile", "config/smoke.yaml")
+    assert out.returncode == 0, out.stderr
+    jobs = planned(out.stdout)
+    assert jobs["train"] == 1 * 1 * 3 * 2 and jobs["run_config"] == 6
+    assert jobs["split"] == 2 and jobs["prepare_model"] == 1 and jobs["table"] == 1 and jobs["figures"] == 1
+
+
+def test_default_suite_plans_its_runs(workdir):
+    import yaml
+
+    cfg = yaml.safe_load((ROOT / "config" / "default.yaml").read_text())
+    out = snakemake(workdir, "-n")
+    assert out.returncode == 0, out.stderr
+    n = len(cfg["models"]) * len(cfg["tasks"]) * len(cfg["methods"]) * len(cfg["seeds"])
+    assert planned(out.stdout)["train"] == n
+    assert "results/tables/main.csv" in out.stdout
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("methods=[mezzo]", "unknown method 'mezzo'. Did you mean 'mezo'"),
+        ("tasks=[sst3]", "unknown task 'sst3'"),
+    ],
+)
+def test_bad_config_fails_at_parse_time(workdir, override, message):
+    out = snakemake(workdir, "-n", "--configfile", "config/smoke.yaml", "--config", override)
+    assert out.returncode != 0
+    assert message in out.stdout + out.stderr
+
+
+def test_schema_error_names_file_and_key(workdir):
+    text = (workdir / "config" / "smoke.yaml").read_text().replace("num_train: 16", "num_train: 0")
+    (workdir / "config" / "bad.yaml").write_text(text)
+    out = snakemake(workdir, "-n", "--configfile", "config/bad.yaml")
+    assert out.returncode != 0
+    assert "bad.yaml: invalid suite config" in out.stdout + out.stderr
+    assert "data.num_train: 0 is less than the minimum of 1" in out.stdout + out.stderr
+
+
+def test_lint_is_clean(workdir):
+    out = snakemake(workdir, "--lint")
+    assert out.returncode == 0 and "Congratulations" in out.stdout + out.stderr, out.stdout + out.stderr
+
+
+@pytest.mark.slow
+def test_tiny_end_to_end_run_then_nothing_to_do(workdir):
+    out = snakemake(workdir, "--cores", "2", "--configfile", "config/smoke.yaml")
+    assert out.returncode == 0, out.stderr[-3000:]
+    for rel in (
+        "results/tables/smoke.csv",
+        "results/tables/smoke.md",
+        "figures/smoke/loss.png",
+        "figures/smoke/accuracy.pdf",
+    ):
+        assert (workdir / rel).stat().st_size > 0, rel
+    runs = list((workdir / "results" / "smoke").glob("tiny-llama/sst2/*/seed*/metrics.json"))
+    assert len(runs) == 6
+    again = snakemake(workdir, "-n", "--configfile", "config/smoke.yaml")
+    assert "Nothing to be done" in again.stdout + again.stderr
