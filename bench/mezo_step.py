@@ -1,0 +1,180 @@
+"""MeZO step time ÷ (2 × forward time), same model, batch and process; medians over repeats.
+
+    python bench/mezo_step.py                      # embedded SmolLM2-135M, batch 16 x 64 tokens, fp32
+    python bench/mezo_step.py --model-ref PATH --repeats 9 --out bench/out/mezo_step.json
+
+"forward" is the training objective's forward (scoring.loss: base model + LM head at the answer
+position), the same call a MeZO step makes twice. Variants:
+  reference   MeZO's reference style: torch.manual_seed(seed), then z drawn tensor by tensor with
+              torch.normal, four passes per step (perturb +ε, perturb -2ε, restore +ε, update).
+  ours/none   zoharness ZOSGD, z regenerated per pass (inference-level memory), restore+update fused
+              (three passes), per-tensor generators drawn on `threads` threads.
+  ours/step   the same, z kept for the step (one extra copy of the weights): drawn once per step.
+A ratio of 1.0 means the perturbation work is free; 2 forwards are the floor of a MeZO step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from zoharness import models, scoring  # noqa: E402
+from zoharness.io import write_json_atomic  # noqa: E402
+from zoharness.profiling import device_name  # noqa: E402
+from zoharness.tasks.base import Prompt  # noqa: E402
+from zoharness.zo import ZOSGD, trainable_parameters  # noqa: E402
+
+
+def make_batch(tokenizer, batch: int, seq_len: int) -> scoring.Batch:
+    """batch x seq_len real SST-2 text (sentences concatenated, cut to length), SST-2 candidates."""
+    from zoharness.io import iter_jsonl
+
+    records = (r for _, r in iter_jsonl(ROOT / "data/sst2/train.jsonl"))
+    text = " ".join(r["sentence"].strip() for _, r in zip(range(4000), records, strict=False))
+    ids = tokenizer(text, add_special_tokens=False).input_ids
+    prompts = []
+    for b in range(batch):
+        chunk = tokenizer.decode(ids[b * seq_len : (b + 1) * seq_len - 2]) + " It was"
+        prompts.append(Prompt(chunk, (" terrible", " great"), b % 2))
+    encoded = [scoring.encode(tokenizer, p, seq_len) for p in prompts]
+    return scoring.collate(encoded, tokenizer.pad_token_id)
+
+
+class ReferenceMeZO:
+    """The reference implementation's structure (global RNG reseeded per pass, four passes)."""
+
+    def __init__(self, model, lr, eps):
+        self.model, self.lr, self.eps = model, lr, eps
+        self.params = [p for _, p in trainable_parameters(model)]
+
+    def _perturb(self, seed, scale):
+        torch.manual_seed(seed)
+        for p in self.params:
+            z = torch.normal(mean=0, std=1, size=p.size(), device=p.device, dtype=p.dtype)
+            p.data = p.data + scale * self.eps * z
+
+    @torch.no_grad()
+    def step(self, batch, index):
+        seed = 1000 + index
+        self._perturb(seed, 1)
+        lp = float(scoring.loss(self.model, batch))
+        self._perturb(seed, -2)
+        lm = float(scoring.loss(self.model, batch))
+        self._perturb(seed, 1)
+        g = (lp - lm) / (2 * self.eps)
+        torch.manual_seed(seed)
+        for p in self.params:
+            z = torch.normal(mean=0, std=1, size=p.size(), device=p.device, dtype=p.dtype)
+            p.data = p.data - self.lr * g * z
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model-ref", default=str(ROOT / "resources/models/smollm2-135m/model_ref.json"))
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--seq-len", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--out", default=str(ROOT / "bench/out/mezo_step.json"))
+    args = ap.parse_args(argv)
+
+    if not Path(args.model_ref).exists():
+        print(
+            f"{args.model_ref}: not found; prepare it first: snakemake --cores all resources/models/smollm2-135m/model_ref.json",
+            file=sys.stderr,
+        )
+        return 2
+    torch.set_num_threads(args.threads)
+    model, tok = models.load(args.model_ref, args.dtype)
+    batch = make_batch(tok, args.batch, args.seq_len)
+
+    variants = {
+        "reference": ReferenceMeZO(model, lr=1e-7, eps=1e-3),
+        "ours/none": ZOSGD(
+            model,
+            trainable_parameters(model),
+            lr=1e-7,
+            eps=1e-3,
+            run_seed=0,
+            cache=False,
+            threads=args.threads,
+        ),
+        "ours/step": ZOSGD(
+            model,
+            trainable_parameters(model),
+            lr=1e-7,
+            eps=1e-3,
+            run_seed=0,
+            cache=True,
+            threads=args.threads,
+        ),
+    }
+    calls = {
+        "forward": lambda i: scoring.loss(model, batch),
+        "full_logits_forward": lambda i: model(
+            input_ids=batch.input_ids, attention_mask=batch.attention_mask
+        ),
+        **{name: (lambda i, impl=impl: impl.step(batch, i)) for name, impl in variants.items()},
+    }
+    # Interleaved rounds: every round times each call once, so slow drift of the machine (thermal,
+    # other load) hits all variants alike and the ratios stay comparable.
+    times = {name: [] for name in calls}
+    with torch.no_grad():
+        for r in range(args.warmup + args.repeats):
+            for name, fn in calls.items():
+                t0 = time.perf_counter()
+                fn(r)
+                if r >= args.warmup:
+                    times[name].append(time.perf_counter() - t0)
+    fwd_med = statistics.median(times["forward"])
+    full_med = statistics.median(times["full_logits_forward"])
+    result = {
+        "command": "python bench/mezo_step.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "model_ref": json.loads(Path(args.model_ref).read_text()).get("slug"),
+        "batch": args.batch,
+        "seq_len": args.seq_len,
+        "tokens_per_forward": int(batch.n_tokens),
+        "dtype": args.dtype,
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "warmup": args.warmup,
+        "device": device_name("cpu"),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "forward_median_s": fwd_med,
+        "forward_times_s": times["forward"],
+        "full_logits_forward_median_s": full_med,
+        "variants": {},
+    }
+    print(
+        f"forward (objective) median {fwd_med:.3f} s; full-logits forward {full_med:.3f} s "
+        f"[{args.batch}x{args.seq_len}, {args.dtype}, {args.threads} threads, {args.repeats} repeats]"
+    )
+    for name in variants:
+        med = statistics.median(times[name])
+        ratio = med / (2 * fwd_med)
+        result["variants"][name] = {
+            "step_median_s": med,
+            "step_times_s": times[name],
+            "ratio_to_2_forwards": ratio,
+        }
+        print(f"{name:10s} step median {med:.3f} s   ratio step/(2*forward) = {ratio:.2f}")
+    write_json_atomic(args.out, result)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
