@@ -1,6 +1,7 @@
 """The training loop: artifacts, resume = uninterrupted, failure modes write no metrics."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -42,6 +43,9 @@ def test_mezo_run_writes_complete_artifacts(tmp_path, model_refs):
     assert on_disk["n_dev"] == 8 and on_disk["n_test"] == 12
     assert 0.0 <= on_disk["test_accuracy"] <= 1.0 and on_disk["peak_rss_bytes"] > 0
     assert on_disk["step_latency_median_s"] > 0
+    assert on_disk["zo_noise_cache_bytes"] == 0  # z_cache="none" (default): inference-level memory
+    n_params = sum(math.prod(shape) for _, shape, _ in header["zo"]["noise"]["tensors"])
+    assert on_disk["zo_trainable_parameters"] == n_params
     info = read_json(run_dir / "run_info.json")
     assert info["packages"]["torch"] == torch.__version__
     assert (

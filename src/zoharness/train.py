@@ -229,6 +229,7 @@ def train(
         "dtype": cfg["precision"]["weights"],
         "device": str(device),
         "torch_threads": threads,
+        **(impl.extra_metrics() if hasattr(impl, "extra_metrics") else {}),
         "peak_rss_bytes": peak_rss_bytes(),
         **cuda_peaks(device),
         **latency_stats(step_times),

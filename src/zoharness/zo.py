@@ -163,6 +163,13 @@ class ZOSGD:
         self.noise.axpy(seed, -2.0 * self.eps)
         self.noise.axpy(seed, self.eps - lr * grad)
 
+    def extra_metrics(self) -> dict:
+        """Memory the method adds on top of inference (the z cache), for metrics.json."""
+        return {
+            "zo_trainable_parameters": sum(t.numel() for t in self.noise.tensors),
+            "zo_noise_cache_bytes": sum(b.numel() * b.element_size() for b in self.noise._buffers or []),
+        }
+
     def trajectory_header(self) -> dict:
         return {
             "zo": {

@@ -6,6 +6,7 @@
   num_steps(params, n_train) -> int   optimisation steps the run takes (0: evaluation only)
   build(model, params, seed) -> object with step(batch, index) -> dict (at least "loss"),
                                 optionally replay(record) and trajectory_header() (ZO methods)
+                                and extra_metrics() -> dict (merged into metrics.json)
 
 Listing or validating methods imports no implementation (torch is imported inside build()).
 """
