@@ -13,7 +13,21 @@ BASE = {"suite": "x", "models": ["tiny-llama"], "tasks": ["sst2"], "methods": ["
 @pytest.mark.parametrize("path", sorted((ROOT / "config").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_suites_are_valid(path):
     cfg = load_suite(path)
-    assert len(runs(cfg)) == len(cfg["models"]) * len(cfg["tasks"]) * len(cfg["methods"]) * len(cfg["seeds"])
+    per_method = sum(len(m["seeds"] or cfg["seeds"]) for m in cfg["methods"].values())
+    assert len(runs(cfg)) == len(cfg["models"]) * len(cfg["tasks"]) * per_method
+
+
+def test_a_method_can_narrow_the_seeds():
+    cfg = validate({**BASE, "methods": {"zero_shot": {"seeds": [0]}, "mezo": {}}, "seeds": [0, 1]})
+    assert runs(cfg) == [
+        ("tiny-llama", "sst2", "zero_shot", 0),
+        ("tiny-llama", "sst2", "mezo", 0),
+        ("tiny-llama", "sst2", "mezo", 1),
+    ]
+    with pytest.raises(
+        ConfigError, match=r"methods.mezo.seeds \[5\] are not among the suite's seeds \[0, 1\]"
+    ):
+        validate({**BASE, "methods": {"mezo": {"seeds": [5]}}, "seeds": [0, 1]})
 
 
 @pytest.mark.parametrize(

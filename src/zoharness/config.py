@@ -59,6 +59,12 @@ def validate(config: dict, where: str = "config") -> dict:
     for key in ("tasks", "seeds"):
         if len(set(cfg[key])) != len(cfg[key]):
             raise ConfigError(f"{where}: {key} has duplicates: {cfg[key]}")
+    for name, entry in cfg["methods"].items():
+        extra = sorted(set(entry["seeds"] or []) - set(cfg["seeds"]))
+        if extra:
+            raise ConfigError(
+                f"{where}: methods.{name}.seeds {extra} are not among the suite's seeds {cfg['seeds']}"
+            )
     return cfg
 
 
@@ -91,7 +97,7 @@ def _normalise_methods(spec, where) -> dict[str, dict]:
             where,
         )
         label = entry.get("label") or get_method(method_id).LABEL
-        out[name] = {"method": method_id, "label": label, "params": params}
+        out[name] = {"method": method_id, "label": label, "params": params, "seeds": entry.get("seeds")}
     return out
 
 
@@ -107,8 +113,13 @@ def load_suite(path: str | Path) -> dict:
 
 
 def runs(cfg: dict) -> list[tuple[str, str, str, int]]:
-    """Every (model, task, method, seed) of the suite, in key order."""
-    return list(itertools.product(cfg["models"], cfg["tasks"], cfg["methods"], cfg["seeds"]))
+    """Every (model, task, method, seed) of the suite, in key order (a method may narrow the seeds)."""
+    return [
+        (model, task, method, seed)
+        for model, task, method in itertools.product(cfg["models"], cfg["tasks"], cfg["methods"])
+        for seed in cfg["seeds"]
+        if seed in (cfg["methods"][method]["seeds"] or cfg["seeds"])
+    ]
 
 
 def run_spec(cfg: dict, model: str, task: str, method: str, seed: int) -> dict:
