@@ -82,7 +82,9 @@ def accuracy_bars(table_csv: str | Path, out_dir: str | Path, suite: str) -> lis
         name = row["label"] if wide["model"].nunique() == 1 else f"{row['model']} {row['label']}"
         bars = ax.bar(x, means, width, yerr=stds, capsize=3, label=name)
         ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
-    ax.set_xticks(np.arange(len(tasks)), tasks)
+    from zoharness.tasks import get_task
+
+    ax.set_xticks(np.arange(len(tasks)), [get_task(t).label for t in tasks])
     ax.set(ylabel="test accuracy (%)", title=f"Accuracy: suite {suite}")
     ax.set_ylim(0, 100)
     ax.legend(fontsize=8, loc="lower right")

@@ -45,9 +45,14 @@ def collect(metrics_paths: list[str | Path]) -> pd.DataFrame:
     for col in RUN_COLUMNS:
         if col not in df:
             df[col] = None
-    return (
-        df[RUN_COLUMNS].sort_values(["model", "task", "method", "seed"], kind="stable").reset_index(drop=True)
-    )
+    # Keep the order the runs were given in (the workflow passes them in config order, so rows follow
+    # the suite's method order); only seeds are sorted within a (model, task, method).
+    keys = list(zip(df["model"], df["task"], df["method"], strict=True))
+    first_seen = {}
+    for i, key in enumerate(keys):
+        first_seen.setdefault(key, i)
+    df["_order"] = [first_seen[k] for k in keys]
+    return df.sort_values(["_order", "seed"], kind="stable")[RUN_COLUMNS].reset_index(drop=True)
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
