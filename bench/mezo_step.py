@@ -100,27 +100,17 @@ def main(argv=None) -> int:
     model, tok = models.load(args.model_ref, args.dtype)
     batch = make_batch(tok, args.batch, args.seq_len)
 
-    variants = {
-        "reference": ReferenceMeZO(model, lr=1e-7, eps=1e-3),
-        "ours/none": ZOSGD(
+    variants = {"reference": ReferenceMeZO(model, lr=1e-7, eps=1e-3)}
+    for cache in (False, True):
+        variants[f"ours/{'step' if cache else 'none'}"] = ZOSGD(
             model,
             trainable_parameters(model),
             lr=1e-7,
             eps=1e-3,
             run_seed=0,
-            cache=False,
+            cache=cache,
             threads=args.threads,
-        ),
-        "ours/step": ZOSGD(
-            model,
-            trainable_parameters(model),
-            lr=1e-7,
-            eps=1e-3,
-            run_seed=0,
-            cache=True,
-            threads=args.threads,
-        ),
-    }
+        )
     calls = {
         "forward": lambda i: scoring.loss(model, batch),
         "full_logits_forward": lambda i: model(
