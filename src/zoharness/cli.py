@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from zoharness.io import DataError, read_json, sha256_file, write_json_atomic
+from zoharness.io import DataError, sha256_file, write_json_atomic
 
 
 def _cmd_list(args) -> int:
@@ -159,6 +159,3 @@ def main(argv=None) -> int:
     except (DataError, FileNotFoundError, ValueError) as e:
         print(f"zoharness {args.command}: error: {e}", file=sys.stderr)
         return 2
-
-
-__all__ = ["main", "read_json"]

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from zoharness import models, scoring
 from zoharness.data import load_split
-from zoharness.io import DataError, dumps, read_json, sha256_file, write_json_atomic
+from zoharness.io import DataError, dumps, read_json, sha256_file, write_json_atomic, write_text_atomic
 from zoharness.methods import get_method
 from zoharness.profiling import cuda_peaks, latency_stats, peak_rss_bytes
 from zoharness.provenance import run_info
@@ -149,11 +149,8 @@ def train(
     records = records[:total]
     for r in records:
         impl.replay(r)
-    work.mkdir(parents=True, exist_ok=True)
-    with log_path.open("w", encoding="utf-8") as f:  # rewrite: header + the records kept
-        f.write(dumps({"header": header}) + "\n")
-        for r in records:
-            f.write(dumps(r) + "\n")
+    # Rewrite header + the records kept, atomically: a kill here leaves the previous log intact.
+    write_text_atomic(log_path, "".join(dumps(line) + "\n" for line in [{"header": header}, *records]))
     if records:
         print(f"[zoharness] resumed from {log_path} at step {len(records)} of {total}", file=sys.stderr)
 
