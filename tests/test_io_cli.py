@@ -33,43 +33,33 @@ def cli(*args):
     )
 
 
-def test_cli_unknown_task_is_one_clear_error(tmp_path):
-    out = cli(
+def split_cli(task, data_dir, out):
+    return cli(
         "split",
         "--task",
-        "sst3",
+        task,
         "--seed",
         "0",
         "--data-dir",
-        str(DATA),
+        str(data_dir),
         "--num-train",
         "4",
         "--num-test",
         "4",
         "--out",
-        str(tmp_path / "s.json"),
+        str(out),
     )
+
+
+def test_cli_unknown_task_is_one_clear_error(tmp_path):
+    out = split_cli("sst3", DATA, tmp_path / "s.json")
     assert out.returncode == 2
     assert "zoharness split: error: unknown task 'sst3'. Did you mean 'sst2'?" in out.stderr
     assert "Traceback" not in out.stderr and not (tmp_path / "s.json").exists()
 
 
 def test_cli_missing_data_names_the_path(tmp_path):
-    out = cli(
-        "split",
-        "--task",
-        "sst2",
-        "--seed",
-        "0",
-        "--data-dir",
-        str(tmp_path),
-        "--num-train",
-        "4",
-        "--num-test",
-        "4",
-        "--out",
-        str(tmp_path / "s.json"),
-    )
+    out = split_cli("sst2", tmp_path, tmp_path / "s.json")
     assert out.returncode == 2 and f"{tmp_path}/sst2/train.jsonl: data file not found" in out.stderr
 
 
