@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from zoharness import models, scoring  # noqa: E402
-from zoharness.io import write_json_atomic  # noqa: E402
+from zoharness.io import iter_jsonl, write_json_atomic  # noqa: E402
 from zoharness.profiling import device_name  # noqa: E402
 from zoharness.tasks.base import Prompt  # noqa: E402
 from zoharness.zo import ZOSGD, trainable_parameters  # noqa: E402
@@ -37,8 +37,6 @@ from zoharness.zo import ZOSGD, trainable_parameters  # noqa: E402
 
 def make_batch(tokenizer, batch: int, seq_len: int) -> scoring.Batch:
     """batch x seq_len real SST-2 text (sentences concatenated, cut to length), SST-2 candidates."""
-    from zoharness.io import iter_jsonl
-
     records = (r for _, r in iter_jsonl(ROOT / "data/sst2/train.jsonl"))
     text = " ".join(r["sentence"].strip() for _, r in zip(range(4000), records, strict=False))
     ids = tokenizer(text, add_special_tokens=False).input_ids

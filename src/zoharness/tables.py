@@ -47,11 +47,7 @@ def collect(metrics_paths: list[str | Path]) -> pd.DataFrame:
             df[col] = None
     # Keep the order the runs were given in (the workflow passes them in config order, so rows follow
     # the suite's method order); only seeds are sorted within a (model, task, method).
-    keys = list(zip(df["model"], df["task"], df["method"], strict=True))
-    first_seen = {}
-    for i, key in enumerate(keys):
-        first_seen.setdefault(key, i)
-    df["_order"] = [first_seen[k] for k in keys]
+    df["_order"] = df.groupby(["model", "task", "method"], sort=False).ngroup()  # first-appearance order
     return df.sort_values(["_order", "seed"], kind="stable")[RUN_COLUMNS].reset_index(drop=True)
 
 

@@ -98,6 +98,11 @@ class SeededNoise:
         if fill:
             self._cached_seed = zo_seed
 
+    @property
+    def cache_bytes(self) -> int:
+        """Memory held by the per-step z cache (0 without cache)."""
+        return sum(b.numel() * b.element_size() for b in self._buffers or [])
+
     def noise(self, zo_seed: int, i: int) -> torch.Tensor:
         """z for tensor i at this seed (tests and other implementations' cross-checks)."""
         return self._draw(i, tensor_seeds(zo_seed, len(self.tensors))[i], None)
@@ -167,7 +172,7 @@ class ZOSGD:
         """Memory the method adds on top of inference (the z cache), for metrics.json."""
         return {
             "zo_trainable_parameters": sum(t.numel() for t in self.noise.tensors),
-            "zo_noise_cache_bytes": sum(b.numel() * b.element_size() for b in self.noise._buffers or []),
+            "zo_noise_cache_bytes": self.noise.cache_bytes,
         }
 
     def trajectory_header(self) -> dict:
