@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup run test lint bench grid smoke
+.PHONY: setup run test lint bench grid smoke offline-all crosscheck paper-dry-run
 
 setup: $(STAMP)
 
@@ -39,3 +39,16 @@ grid: $(STAMP)
 bench: $(STAMP)
 	snakemake --cores all resources/models/smollm2-135m/model_ref.json
 	python bench/mezo_step.py
+
+offline-all: $(STAMP)
+	snakemake --cores all --configfile config/offline-all.yaml
+
+# Zero-shot runs of the classification tasks, then lm-eval on the same prompts and examples.
+CROSSCHECK_TASKS := sst2 rte cb boolq wsc wic multirc
+crosscheck: $(STAMP)
+	snakemake $(foreach t,$(CROSSCHECK_TASKS),results/offline-all/smollm2-135m/$(t)/zero_shot/seed0/metrics.json) \
+		--cores all --configfile config/offline-all.yaml
+	python bench/lm_eval_crosscheck.py --tasks $(CROSSCHECK_TASKS)
+
+paper-dry-run: $(STAMP)
+	snakemake -n --configfile config/paper/mezo-opt13b.yaml

@@ -24,3 +24,4 @@ rule all:
         TABLE_CSV,
         TABLE_MD,
         FIGURES,
+        SCORECARDS,

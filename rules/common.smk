@@ -4,6 +4,8 @@ import os
 import re
 
 from zoharness.config import ConfigError, run_spec, runs, validate
+from zoharness.data import data_dir, pool_layout
+from zoharness.tasks import get_task
 
 if "suite" not in config:  # no --configfile: the default suite, with any --config overrides on top
     import yaml
@@ -16,12 +18,21 @@ except ConfigError as e:
     raise WorkflowError(str(e)) from None
 
 NAME = SUITE["suite"]
+DATA = SUITE["data"]
+DATA_DIR = data_dir(DATA)
 RUN_DIR = f"results/{NAME}/{{model}}/{{task}}/{{method}}/seed{{seed}}"
 SPLIT = f"results/{NAME}/splits/{{task}}/seed{{seed}}.json"
 MODEL_REF = "resources/models/{model}/model_ref.json"
 TABLE_CSV = f"results/tables/{NAME}.csv"
 TABLE_MD = f"results/tables/{NAME}.md"
 RUNS_CSV = f"results/tables/{NAME}-runs.csv"
+# A paper suite keeps the paper's numbers beside its config; its scorecard compares them with ours.
+REFERENCE = f"config/paper/{NAME}.reference.csv"
+SCORECARDS = (
+    [f"results/tables/scorecard-{NAME}.csv", f"results/tables/scorecard-{NAME}.md"]
+    if os.path.exists(REFERENCE)
+    else []
+)
 FIGURES = [f"figures/{NAME}/{kind}.{ext}" for kind in ("loss", "accuracy") for ext in ("png", "pdf")]
 
 
@@ -40,6 +51,16 @@ def run_dirs():
     return [
         RUN_DIR.format(model=m, task=t, method=me, seed=s) for m, t, me, s in runs(SUITE)
     ]
+
+
+def split_inputs(wildcards):
+    """The data files a task's split reads (offline: the snapshot; online: what fetch_data saves)."""
+    task = get_task(wildcards.task)
+    if DATA["source"] == "online":
+        return [f"{DATA_DIR}/{task.train_file}", f"{DATA_DIR}/{task.test_file}"]
+    if pool_layout(task, "offline") == "validation":
+        return [f"{DATA_DIR}/{task.test_file}"]
+    return [f"{DATA_DIR}/{task.train_file}", f"{DATA_DIR}/{task.test_file}"]
 
 
 def spec_json(wildcards):

@@ -1,16 +1,38 @@
 # MeZO's sampling protocol per task and seed; the manifest (ids + content hashes) is the split.
+# Offline, the split reads the bundled snapshot; online, fetch_data first saves the task's Hugging
+# Face dataset as jsonl in the same record schema (once; later runs read the saved files).
+
+
+rule fetch_data:
+    conda:
+        "../envs/zoharness.yaml"
+    output:
+        train=f"{DATA['online_dir']}/{{task}}/train.jsonl",
+        validation=f"{DATA['online_dir']}/{{task}}/validation.jsonl",
+        source=f"{DATA['online_dir']}/{{task}}/source.json",
+    params:
+        out_dir=lambda w, output: os.path.dirname(os.path.dirname(output.source)),
+        hf_dataset=lambda w: DATA["hf_datasets"].get(w.task, ""),
+    log:
+        "logs/fetch_data/{task}.log",
+    shell:
+        "python -m zoharness fetch-data --task {wildcards.task} --out-dir {params.out_dir:q} "
+        "--hf-dataset {params.hf_dataset:q} > {log:q} 2>&1"
 
 
 rule split:
     conda:
         "../envs/zoharness.yaml"
+    input:
+        split_inputs,
     output:
         SPLIT,
     params:
-        data=SUITE["data"],
+        data=DATA,
+        data_dir=DATA_DIR,
     log:
         f"logs/{NAME}/splits/{{task}}/seed{{seed}}.log",
     shell:
-        "python -m zoharness split --task {wildcards.task} --seed {wildcards.seed} --data-dir {params.data[dir]:q} "
-        "--num-train {params.data[num_train]} --num-dev {params.data[num_dev]} "
+        "python -m zoharness split --task {wildcards.task} --seed {wildcards.seed} --data-dir {params.data_dir:q} "
+        "--source {params.data[source]} --num-train {params.data[num_train]} --num-dev {params.data[num_dev]} "
         "--num-test {params.data[num_test]} --out {output:q} > {log:q} 2>&1"

@@ -16,3 +16,21 @@ rule table:
     shell:
         "python -m zoharness table --suite {params.suite} --out-csv {output.csv:q} --out-md {output.md:q} "
         "--out-runs-csv {output.runs:q} {input.metrics:q} > {log:q} 2>&1"
+
+
+rule scorecard:
+    conda:
+        "../envs/zoharness.yaml"
+    input:
+        reference=REFERENCE,
+        metrics=lambda w: [f"{d}/metrics.json" for d in run_dirs()],
+    output:
+        csv=f"results/tables/scorecard-{NAME}.csv",
+        md=f"results/tables/scorecard-{NAME}.md",
+    params:
+        suite=NAME,
+    log:
+        f"logs/{NAME}/scorecard.log",
+    shell:
+        "python -m zoharness scorecard --suite {params.suite} --reference {input.reference:q} "
+        "--out-csv {output.csv:q} --out-md {output.md:q} {input.metrics:q} > {log:q} 2>&1"

@@ -29,6 +29,7 @@ rule train:
         metrics=f"{RUN_DIR}/metrics.json",
         train_log=f"{RUN_DIR}/train_log.jsonl",
         run_info=f"{RUN_DIR}/run_info.json",
+        predictions=f"{RUN_DIR}/predictions.json",
     params:
         out_dir=lambda w, output: os.path.dirname(output.metrics),
     threads: SUITE["threads"]

@@ -13,7 +13,7 @@ from zoharness.tasks import get_task
 
 def test_split_follows_the_protocol():
     m = make_split("sst2", DATA, seed=0, num_train=1000, num_dev=500, num_test=1000)
-    assert m["n"] == {"train": 1000, "dev": 500, "test": 872}  # SST-2 validation has 872 examples
+    assert m["n"] == {"train": 1000, "dev": 500, "test": 872, "train_pool": 67349}  # SST-2 validation: 872
     ids = {s: [e["id"] for e in m["splits"][s]] for s in m["splits"]}
     assert not set(ids["train"]) & set(ids["dev"])
     assert all(i.startswith("train:") for i in ids["train"] + ids["dev"])
@@ -75,13 +75,20 @@ def test_label_outside_the_label_set_is_refused(tmp_path):
 
 
 def test_missing_data_file_names_the_path(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"sst2/train.jsonl: data file not found"):
+    with pytest.raises(DataError, match=r"sst2/train.jsonl: data file for task sst2 not found"):
         make_split("sst2", tmp_path, seed=0, num_train=10, num_dev=5, num_test=5)
 
 
 def test_too_few_examples_is_a_clear_error():
-    with pytest.raises(DataError, match="needs num_train \\+ num_dev = 70000"):
-        make_split("sst2", DATA, seed=0, num_train=69000, num_dev=1000, num_test=5)
+    with pytest.raises(DataError, match="the train pool has 67349 examples, not enough for num_dev=70000"):
+        make_split("sst2", DATA, seed=0, num_train=10, num_dev=70000, num_test=5)
+
+
+def test_small_pool_takes_everything_and_keeps_num_dev():
+    """MeZO: a pool smaller than num_train + num_dev is used whole; dev is the last num_dev taken."""
+    m = make_split("cb", DATA, seed=0, num_train=1000, num_dev=None, num_test=1000)
+    assert m["n"] == {"train": 150, "dev": 100, "test": 56, "train_pool": 250}
+    assert m["protocol"]["num_dev"] == 100  # CB's own num_dev (MeZO)
 
 
 def test_mezo_prompt_for_sst2():

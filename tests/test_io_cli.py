@@ -60,7 +60,10 @@ def test_cli_unknown_task_is_one_clear_error(tmp_path):
 
 def test_cli_missing_data_names_the_path(tmp_path):
     out = split_cli("sst2", tmp_path, tmp_path / "s.json")
-    assert out.returncode == 2 and f"{tmp_path}/sst2/train.jsonl: data file not found" in out.stderr
+    assert (
+        out.returncode == 2
+        and f"{tmp_path}/sst2/train.jsonl: data file for task sst2 not found" in out.stderr
+    )
 
 
 def test_cli_check_config_reports_runs():

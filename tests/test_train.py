@@ -28,6 +28,7 @@ def test_mezo_run_writes_complete_artifacts(tmp_path, model_refs):
     run_dir, _, metrics = _run(tmp_path, model_refs)
     assert sorted(p.name for p in run_dir.iterdir()) == [
         "metrics.json",
+        "predictions.json",
         "run_config.json",
         "run_info.json",
         "train_log.jsonl",

@@ -100,3 +100,26 @@ def test_tiny_end_to_end_run_then_nothing_to_do(workdir):
     assert len(runs) == 6
     again = snakemake(workdir, "-n", "--configfile", "config/smoke.yaml")
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_paper_suite_plans_every_cell_with_fetch_and_scorecard(workdir):
+    out = snakemake(workdir, "-n", "--configfile", "config/paper/mezo-opt13b.yaml")
+    assert out.returncode == 0, out.stderr
+    jobs = planned(out.stdout)
+    # 11 tasks x (zero-shot + ICL + 3 FT lrs + 2 MeZO lrs), one seed; the online source fetches each task.
+    assert jobs["train"] == 11 * 7 and jobs["fetch_data"] == 11 and jobs["split"] == 11
+    assert jobs["scorecard"] == 1 and "results/tables/scorecard-mezo-opt13b.md" in out.stdout
+
+
+def test_offline_all_suite_plans_every_offline_task(workdir):
+    out = snakemake(workdir, "-n", "--configfile", "config/offline-all.yaml")
+    assert out.returncode == 0, out.stderr
+    jobs = planned(out.stdout)
+    assert jobs["train"] == 9 * 4 and jobs["split"] == 9 and "fetch_data" not in jobs
+
+
+def test_offline_suite_asking_for_drop_fails_at_parse_time(workdir):
+    out = snakemake(workdir, "-n", "--config", "tasks=[drop]")
+    assert out.returncode != 0
+    err = out.stdout + out.stderr
+    assert "task drop is not available offline" in err and "source: online" in err

@@ -41,9 +41,19 @@ def _cmd_prepare_model(args) -> int:
 def _cmd_split(args) -> int:
     from zoharness.data import make_split
 
-    manifest = make_split(args.task, args.data_dir, args.seed, args.num_train, args.num_dev, args.num_test)
+    manifest = make_split(
+        args.task, args.data_dir, args.seed, args.num_train, args.num_dev, args.num_test, args.source
+    )
     write_json_atomic(args.out, manifest)
     print(f"{args.out}: {manifest['n']}")
+    return 0
+
+
+def _cmd_fetch_data(args) -> int:
+    from zoharness.data import fetch_online
+
+    info = fetch_online(args.task, args.out_dir, args.hf_dataset or None)
+    print(json.dumps(info, indent=2))
     return 0
 
 
@@ -58,7 +68,7 @@ def _cmd_train(args) -> int:
     from zoharness.train import train
 
     metrics = train(args.run_config, args.split, args.model_ref, args.out_dir, threads=args.threads)
-    keys = ("dev_accuracy", "test_accuracy", "steps", "train_time_s", "step_latency_median_s")
+    keys = ("metric", "dev_score", "test_score", "steps", "train_time_s", "step_latency_median_s")
     print(json.dumps({k: metrics[k] for k in keys}))
     return 0
 
@@ -67,6 +77,14 @@ def _cmd_table(args) -> int:
     from zoharness.tables import write_tables
 
     write_tables(args.metrics, args.suite, args.out_csv, args.out_md, args.out_runs_csv)
+    print(Path(args.out_md).read_text())
+    return 0
+
+
+def _cmd_scorecard(args) -> int:
+    from zoharness.scorecard import write_scorecard
+
+    write_scorecard(args.metrics, args.reference, args.suite, args.out_csv, args.out_md)
     print(Path(args.out_md).read_text())
     return 0
 
@@ -112,8 +130,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--num-train", type=int, required=True)
     s.add_argument("--num-dev", type=lambda v: None if v in ("None", "null", "") else int(v), default=None)
     s.add_argument("--num-test", type=int, required=True)
+    s.add_argument("--source", choices=("offline", "online"), default="offline")
     s.add_argument("--out", required=True)
     s.set_defaults(fn=_cmd_split)
+
+    s = sub.add_parser("fetch-data", help="save a task's Hugging Face dataset as jsonl (online source)")
+    s.add_argument("--task", required=True)
+    s.add_argument("--out-dir", required=True)
+    s.add_argument("--hf-dataset", default="", help='override, "path[:config]"')
+    s.set_defaults(fn=_cmd_fetch_data)
 
     s = sub.add_parser("run-config", help="write run_config.json (spec + split manifest hash)")
     s.add_argument("--spec", required=True, help="JSON of the resolved run spec")
@@ -136,6 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out-runs-csv", required=True)
     s.add_argument("metrics", nargs="+")
     s.set_defaults(fn=_cmd_table)
+
+    s = sub.add_parser("scorecard", help="a paper's reference numbers beside ours")
+    s.add_argument("--suite", required=True)
+    s.add_argument("--reference", required=True)
+    s.add_argument("--out-csv", required=True)
+    s.add_argument("--out-md", required=True)
+    s.add_argument("metrics", nargs="*")
+    s.set_defaults(fn=_cmd_scorecard)
 
     s = sub.add_parser("figures", help="loss curves and accuracy bars from a table and train logs")
     s.add_argument("--suite", required=True)

@@ -55,6 +55,7 @@ def validate(config: dict, where: str = "config") -> dict:
     cfg["models"] = _normalise_models(cfg["models"], where)
     for t in cfg["tasks"]:
         _checked(check_task, t, f"{where}: tasks")
+    _check_data(cfg, where)
     cfg["methods"] = _normalise_methods(cfg["methods"], where)
     for key in ("tasks", "seeds"):
         if len(set(cfg[key])) != len(cfg[key]):
@@ -66,6 +67,22 @@ def validate(config: dict, where: str = "config") -> dict:
                 f"{where}: methods.{name}.seeds {extra} are not among the suite's seeds {cfg['seeds']}"
             )
     return cfg
+
+
+def _check_data(cfg: dict, where: str) -> None:
+    from zoharness.data import DataUnavailableError, pool_layout
+    from zoharness.tasks import get_task
+
+    for t in cfg["tasks"]:
+        try:
+            pool_layout(get_task(t), cfg["data"]["source"])
+        except DataUnavailableError as e:
+            raise ConfigError(f"{where}: tasks: {e}") from None
+    unknown = sorted(set(cfg["data"]["hf_datasets"]) - set(cfg["tasks"]))
+    if unknown:
+        raise ConfigError(
+            f"{where}: data.hf_datasets names task(s) {unknown} that are not in tasks {cfg['tasks']}"
+        )
 
 
 def _checked(check, value, where):

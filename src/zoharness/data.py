@@ -1,9 +1,15 @@
-"""MeZO's sampling protocol and split manifests.
+"""MeZO's sampling protocol, the two data sources, and split manifests.
 
-From the task's train file a seeded permutation takes num_train train + num_dev dev examples; the test
-set is up to num_test examples of the public validation split, sampled with a fixed seed (0) so every
-training seed is scored on the same test examples (MeZO's run.py samples its eval set with seed 0).
-The manifest lists every example's id and the sha256 of its record, so a rerun on changed data fails.
+Protocol (MeZO's run.py): from the task's train pool a permutation seeded by the run seed takes
+num_train + num_dev examples (all of them when the pool is smaller); the last num_dev are dev, the
+rest train. The test set is up to num_test examples of the public validation split, sampled with a
+fixed seed (0) so every training seed is scored on the same test examples.
+
+Sources: "offline" reads the bundled snapshot (data/, see data/README.md); "online" reads the Hugging
+Face datasets MeZO names, materialised once as jsonl in the same record schema (`fetch_online`).
+Where the snapshot lacks a split, the task's OfflineLayout says what is done instead (or that the task
+needs the online source). The manifest lists every example's id and the sha256 of its record, so a
+rerun on changed data fails instead of silently training on something else.
 """
 
 from __future__ import annotations
@@ -13,34 +19,75 @@ from pathlib import Path
 
 import numpy as np
 
-from zoharness.io import DataError, iter_jsonl, sha256_file, sha256_json
+from zoharness.io import (
+    DataError,
+    dumps,
+    iter_jsonl,
+    sha256_file,
+    sha256_json,
+    write_json_atomic,
+    write_text_atomic,
+)
 from zoharness.tasks import get_task
 from zoharness.tasks.base import Example, Task
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
 TEST_SAMPLE_SEED = 0
+SOURCES = ("offline", "online")
+ONLINE_HELP = (
+    "set `data: {source: online}` in the suite config (it needs network access to the Hugging Face hub; "
+    "the rows are saved under data.online_dir, so later runs are offline)"
+)
+
+
+class DataUnavailableError(DataError):
+    pass
+
+
+def data_dir(data_cfg: dict) -> str:
+    """The folder a suite's data files are read from."""
+    return data_cfg["dir"] if data_cfg.get("source", "offline") == "offline" else data_cfg["online_dir"]
+
+
+def pool_layout(task: Task, source: str) -> str:
+    """ "train+validation" or "validation"; refuses a task that the source cannot provide."""
+    if source not in SOURCES:
+        raise DataError(f"data source {source!r} is not one of {SOURCES}")
+    if source == "online":
+        return "train+validation"
+    if task.offline.pools is None:
+        raise DataUnavailableError(
+            f"task {task.name} is not available offline: {task.offline.reason}. To run it, {ONLINE_HELP}."
+        )
+    return task.offline.pools
 
 
 def read_examples(task: Task, data_dir: str | Path, which: str) -> list[Example]:
-    """Read one of the task's files; every record is validated by rendering its prompt."""
+    """Read one of the task's files ("train" or "test" = the validation file), flattened to HF's
+    record schema; every record is validated by rendering its prompt."""
     rel = task.train_file if which == "train" else task.test_file
     path = Path(data_dir) / rel
     examples, seen = [], set()
-    for lineno, record in iter_jsonl(path):
+    for lineno, line in iter_jsonl(path):
         where = f"{path}:{lineno}"
-        uid = task.example_id(which, record, where)
-        if uid in seen:
-            raise DataError(f"{where}: duplicate example id {uid!r}")
-        seen.add(uid)
         try:
-            task.render(record)
+            records = task.flatten(line)
         except DataError as e:
             raise DataError(f"{where}: {e}") from None
-        except KeyError as e:
-            raise DataError(
-                f"{where}: record lacks field {e.args[0]!r} required by task {task.name}"
-            ) from None
-        examples.append(Example(uid=uid, record=record))
+        for record in records:
+            uid = task.example_id(which, record, where)
+            if uid in seen:
+                raise DataError(f"{where}: duplicate example id {uid!r}")
+            seen.add(uid)
+            try:
+                task.render(record)
+            except DataError as e:
+                raise DataError(f"{where}: {e}") from None
+            except KeyError as e:
+                raise DataError(
+                    f"{where}: record lacks field {e.args[0]!r} required by task {task.name}"
+                ) from None
+            examples.append(Example(uid=uid, record=record))
     if not examples:
         raise DataError(f"{path}: no examples")
     return examples
@@ -50,39 +97,71 @@ def _entries(examples: list[Example]) -> list[dict]:
     return [{"id": ex.uid, "sha256": sha256_json(ex.record)} for ex in examples]
 
 
+def _group(task: Task, ex: Example):
+    return dumps(ex.record[task.group_key]) if task.group_key else ex.uid
+
+
 def make_split(
-    task_name: str, data_dir: str | Path, seed: int, num_train: int, num_dev: int | None, num_test: int
+    task_name: str,
+    data_dir: str | Path,
+    seed: int,
+    num_train: int,
+    num_dev: int | None,
+    num_test: int,
+    source: str = "offline",
 ) -> dict:
     task = get_task(task_name)
+    layout = pool_layout(task, source)
     num_dev = task.num_dev if num_dev is None else num_dev
-    train_pool = read_examples(task, data_dir, "train")
+    files = [task.test_file] if layout == "validation" else [task.train_file, task.test_file]
+    for rel in files:
+        if not (Path(data_dir) / rel).exists():
+            hint = (
+                ONLINE_HELP if source == "offline" else "run the fetch_data rule (or `zoharness fetch-data`)"
+            )
+            raise DataUnavailableError(
+                f"{Path(data_dir) / rel}: data file for task {task_name} not found; {hint}"
+            )
+
     test_pool = read_examples(task, data_dir, "test")
-    need = num_train + num_dev
-    if need > len(train_pool):
-        raise DataError(
-            f"{Path(data_dir) / task.train_file}: task {task_name} needs num_train + num_dev = {need} examples, "
-            f"the file has {len(train_pool)}"
-        )
-    order = np.random.default_rng(seed).permutation(len(train_pool))
-    train = [train_pool[i] for i in order[:num_train]]
-    dev = [train_pool[i] for i in order[num_train:need]]
     n_test = min(num_test, len(test_pool))
-    test_order = np.random.default_rng(TEST_SAMPLE_SEED).permutation(len(test_pool))[:n_test]
-    test = [test_pool[i] for i in sorted(test_order)]
-    files = {rel: sha256_file(Path(data_dir) / rel) for rel in (task.train_file, task.test_file)}
+    test_idx = sorted(np.random.default_rng(TEST_SAMPLE_SEED).permutation(len(test_pool))[:n_test])
+    test = [test_pool[i] for i in test_idx]
+    if layout == "validation":
+        # Train/dev from what the test sample left, never sharing a passage/context with it.
+        taken = {_group(task, ex) for ex in test}
+        chosen = set(test_idx)
+        train_pool = [
+            ex for i, ex in enumerate(test_pool) if i not in chosen and _group(task, ex) not in taken
+        ]
+    else:
+        train_pool = read_examples(task, data_dir, "train")
+
+    take = min(num_train + num_dev, len(train_pool))
+    if take <= num_dev:
+        raise DataError(
+            f"task {task_name}: the train pool has {len(train_pool)} examples, not enough for num_dev={num_dev} "
+            "dev examples and at least one train example"
+        )
+    order = np.random.default_rng(seed).permutation(len(train_pool))[:take]
+    train = [train_pool[i] for i in order[: take - num_dev]]
+    dev = [train_pool[i] for i in order[take - num_dev : take]]
     return {
         "manifest_version": MANIFEST_VERSION,
         "task": task_name,
         "seed": seed,
+        "source": source,
+        "pools": layout,
+        "deviation": task.offline.reason if source == "offline" and layout != "train+validation" else None,
         "protocol": {
             "num_train": num_train,
             "num_dev": num_dev,
             "num_test": num_test,
             "test_sample_seed": TEST_SAMPLE_SEED,
-            "sampler": "numpy.random.default_rng(seed).permutation",
+            "sampler": "numpy.random.default_rng(seed).permutation; dev = the last num_dev taken",
         },
-        "files": files,
-        "n": {"train": len(train), "dev": len(dev), "test": len(test)},
+        "files": {rel: sha256_file(Path(data_dir) / rel) for rel in files},
+        "n": {"train": len(train), "dev": len(dev), "test": len(test), "train_pool": len(train_pool)},
         "splits": {"train": _entries(train), "dev": _entries(dev), "test": _entries(test)},
     }
 
@@ -97,8 +176,8 @@ class Split:
 def load_split(manifest: dict, data_dir: str | Path, manifest_path: str = "split manifest") -> Split:
     """Rebuild the split from the data files, refusing any example whose content changed."""
     task = get_task(manifest["task"])
-    pools = {"train": read_examples(task, data_dir, "train"), "test": read_examples(task, data_dir, "test")}
-    by_id = {ex.uid: ex for pool in pools.values() for ex in pool}
+    which = {task.train_file: "train", task.test_file: "test"}
+    by_id = {ex.uid: ex for rel in manifest["files"] for ex in read_examples(task, data_dir, which[rel])}
     out = {}
     for split, entries in manifest["splits"].items():
         examples = []
@@ -116,3 +195,40 @@ def load_split(manifest: dict, data_dir: str | Path, manifest_path: str = "split
             examples.append(ex)
         out[split] = examples
     return Split(**out)
+
+
+def fetch_online(task_name: str, out_dir: str | Path, hf_dataset: str | None = None) -> dict:
+    """Download the task's HF dataset (MeZO's names; `hf_dataset` "path[:config]" overrides) and write
+    <out_dir>/<task>/{train,validation}.jsonl in the offline record schema, plus source.json."""
+    task = get_task(task_name)
+    path, config = task.hf_dataset
+    if hf_dataset:
+        path, _, config = hf_dataset.partition(":")
+        config = config or None
+    try:
+        import datasets
+    except ImportError as e:  # pragma: no cover - datasets is a pinned requirement
+        raise DataUnavailableError(f"the online source needs the `datasets` package ({e})") from None
+    out = Path(out_dir) / task_name
+    written = {}
+    for split, rel in (("train", task.train_file), ("validation", task.test_file)):
+        try:
+            rows = datasets.load_dataset(path, config, split=split)
+        except Exception as e:  # noqa: BLE001 - any hub/network failure gets the same clear message
+            raise DataUnavailableError(
+                f"task {task_name}: could not load Hugging Face dataset {path!r} (config {config!r}, "
+                f"split {split!r}): {type(e).__name__}: {e}. Check network access, or point "
+                f'data.hf_datasets.{task_name} at another copy ("path[:config]")'
+            ) from None
+        lines = [dumps(task.normalise_hf(dict(row), i)) + "\n" for i, row in enumerate(rows)]
+        write_text_atomic(Path(out_dir) / rel, "".join(lines))
+        written[rel] = {"rows": len(lines), "sha256": sha256_file(Path(out_dir) / rel)}
+    info = {
+        "task": task_name,
+        "hf_dataset": path,
+        "hf_config": config,
+        "files": written,
+        "datasets_version": datasets.__version__,
+    }
+    write_json_atomic(out / "source.json", info)
+    return info

@@ -69,7 +69,8 @@ def loss_curves(log_paths: list[str | Path], out_dir: str | Path, suite: str) ->
 
 
 def accuracy_bars(table_csv: str | Path, out_dir: str | Path, suite: str) -> list[Path]:
-    """Test accuracy per method, one group per task, error bars = std over seeds."""
+    """Test metric per method (accuracy; F1 for generation tasks), one group per task, error bars =
+    std over seeds."""
     wide = pd.read_csv(table_csv)
     tasks = [c for c in wide.columns if f"{c}_std" in wide.columns and not c.endswith("_dev")]
     fig, ax = plt.subplots(figsize=(max(4.5, 1.8 * len(tasks) * max(1, len(wide)) / 2), 3.8))
@@ -82,10 +83,11 @@ def accuracy_bars(table_csv: str | Path, out_dir: str | Path, suite: str) -> lis
         name = row["label"] if wide["model"].nunique() == 1 else f"{row['model']} {row['label']}"
         bars = ax.bar(x, means, width, yerr=stds, capsize=3, label=name)
         ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
+    from zoharness.tables import task_label
     from zoharness.tasks import get_task
 
-    ax.set_xticks(np.arange(len(tasks)), [get_task(t).label for t in tasks])
-    ax.set(ylabel="test accuracy (%)", title=f"Accuracy: suite {suite}")
+    ax.set_xticks(np.arange(len(tasks)), [task_label(get_task(t)) for t in tasks])
+    ax.set(ylabel="test accuracy or F1 (%)", title=f"Test metric: suite {suite}")
     ax.set_ylim(0, 100)
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(axis="y", alpha=0.3)

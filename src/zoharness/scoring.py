@@ -1,7 +1,10 @@
-"""Candidate scoring, the shared training objective, and accuracy: one code path for every method.
+"""Candidate scoring, the shared training objectives, and accuracy: one code path for every method.
 
-MeZO's rule: a candidate's score is the mean log-likelihood of its tokens given the context; training
-is classification, cross-entropy over the candidates' scores (MeZO's `train_as_classification`).
+MeZO's rule: a candidate's score is the mean log-likelihood of its tokens given the context.
+Training objectives (MeZO): classification tasks use cross-entropy over the candidates' scores
+(`train_as_classification`); multiple-choice and generation tasks use teacher forcing on the gold
+continuation's tokens only (`only_train_option`): the mean negative log-likelihood over every gold
+token in the batch, as a causal-LM loss with the context labels masked.
 
 Speed, without changing the numbers' meaning:
   * Logits are computed only at the positions that predict candidate tokens (hidden states of the
@@ -30,15 +33,36 @@ class EncodedExample:
     entries: tuple[tuple[int, int, int, int], ...]
     n_candidates: int
     label: int
+    correct: tuple[int, ...]  # candidates counted correct at evaluation
+    objective: str  # "classification" (CE over candidates) | "lm" (teacher forcing on the gold one)
 
     @property
     def length(self) -> int:
         return max(len(s) for s in self.sequences)
 
 
-def encode(tokenizer, prompt: Prompt, max_length: int, single_token_fast_path: bool = True) -> EncodedExample:
+OBJECTIVES = ("classification", "lm")
+
+
+def objective_for(kind: str) -> str:
+    return "classification" if kind == "classification" else "lm"
+
+
+def encode(
+    tokenizer,
+    prompt: Prompt,
+    max_length: int,
+    single_token_fast_path: bool = True,
+    objective: str = "classification",
+) -> EncodedExample:
+    """Token ids and the (sequence, position, target) entries to score. With objective "lm" only the
+    gold candidate is encoded (what teacher forcing needs); evaluation uses "classification"."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective {objective!r} is not one of {OBJECTIVES}")
     context = tokenizer(prompt.context, add_special_tokens=False).input_ids
-    cands = [tokenizer(c, add_special_tokens=False).input_ids for c in prompt.candidates]
+    texts = prompt.candidates if objective == "classification" else (prompt.candidates[prompt.label],)
+    label, correct = (prompt.label, prompt.correct) if objective == "classification" else (0, (0,))
+    cands = [tokenizer(c, add_special_tokens=False).input_ids for c in texts]
     if any(len(c) == 0 for c in cands):
         raise ValueError(f"a candidate of prompt {prompt.context[:60]!r} tokenizes to nothing")
     longest = max(len(c) for c in cands)
@@ -50,13 +74,13 @@ def encode(tokenizer, prompt: Prompt, max_length: int, single_token_fast_path: b
     if longest == 1 and single_token_fast_path:
         last = len(context) - 1
         entries = tuple((0, last, c[0], j) for j, c in enumerate(cands))
-        return EncodedExample((tuple(context),), entries, len(cands), prompt.label)
+        return EncodedExample((tuple(context),), entries, len(cands), label, correct, objective)
     seqs, entries = [], []
     for j, cand in enumerate(cands):
         seqs.append(tuple(context + cand))
         for t, tok in enumerate(cand):
             entries.append((j, len(context) + t - 1, tok, j))
-    return EncodedExample(tuple(seqs), tuple(entries), len(cands), prompt.label)
+    return EncodedExample(tuple(seqs), tuple(entries), len(cands), label, correct, objective)
 
 
 @dataclass
@@ -69,6 +93,8 @@ class Batch:
     entry_slot: torch.Tensor  # [N] example*C + candidate
     candidate_mask: torch.Tensor  # [E, C] True where the candidate exists
     labels: torch.Tensor  # [E]
+    correct_mask: torch.Tensor  # [E, C] True where a candidate counts as correct
+    objective: str
     n_tokens: int  # non-pad tokens, recorded beside timings
 
     @property
@@ -82,6 +108,9 @@ class Batch:
 
 
 def collate(examples: list[EncodedExample], pad_id: int) -> Batch:
+    objectives = {ex.objective for ex in examples}
+    if len(objectives) != 1:
+        raise ValueError(f"a batch mixes training objectives {sorted(objectives)}")
     n_cand = max(ex.n_candidates for ex in examples)
     seqs: list[tuple[int, ...]] = []
     raw_entries = []
@@ -99,8 +128,10 @@ def collate(examples: list[EncodedExample], pad_id: int) -> Batch:
     flat = torch.tensor([r * width + p for r, p, _, _ in raw_entries])
     uniq, inverse = torch.unique(flat, return_inverse=True)
     candidate_mask = torch.zeros((len(examples), n_cand), dtype=torch.bool)
+    correct_mask = torch.zeros((len(examples), n_cand), dtype=torch.bool)
     for e, ex in enumerate(examples):
         candidate_mask[e, : ex.n_candidates] = True
+        correct_mask[e, list(ex.correct)] = True
     return Batch(
         input_ids=input_ids,
         attention_mask=attention_mask,
@@ -110,12 +141,14 @@ def collate(examples: list[EncodedExample], pad_id: int) -> Batch:
         entry_slot=torch.tensor([slot for _, _, _, slot in raw_entries]),
         candidate_mask=candidate_mask,
         labels=torch.tensor([ex.label for ex in examples]),
+        correct_mask=correct_mask,
+        objective=objectives.pop(),
         n_tokens=int(attention_mask.sum()),
     )
 
 
-def candidate_scores(model, batch: Batch) -> torch.Tensor:
-    """[E, C] mean log-likelihood of each candidate's tokens; -inf where a candidate is absent."""
+def token_logprobs(model, batch: Batch) -> torch.Tensor:
+    """[N] log-probability of each entry's target token."""
     hidden = model.base_model(
         input_ids=batch.input_ids, attention_mask=batch.attention_mask
     ).last_hidden_state
@@ -123,7 +156,12 @@ def candidate_scores(model, batch: Batch) -> torch.Tensor:
     logits = model.get_output_embeddings()(picked)
     # At least float32 (bf16/fp16 logits are upcast); float64 models keep float64.
     logprobs = torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)
-    token_lp = logprobs[batch.entry_position, batch.entry_target]
+    return logprobs[batch.entry_position, batch.entry_target]
+
+
+def candidate_scores(model, batch: Batch) -> torch.Tensor:
+    """[E, C] mean log-likelihood of each candidate's tokens; -inf where a candidate is absent."""
+    token_lp = token_logprobs(model, batch)
     n_slots = batch.candidate_mask.numel()
     sums = torch.zeros(n_slots, dtype=token_lp.dtype, device=token_lp.device).index_add_(
         0, batch.entry_slot, token_lp
@@ -134,13 +172,17 @@ def candidate_scores(model, batch: Batch) -> torch.Tensor:
 
 
 def loss(model, batch: Batch) -> torch.Tensor:
-    """Cross-entropy over candidate scores, mean over the batch's examples."""
+    """The batch's objective: cross-entropy over candidate scores (mean over examples), or the gold
+    tokens' mean negative log-likelihood (mean over tokens)."""
+    if batch.objective == "lm":
+        return -token_logprobs(model, batch).mean()
     return torch.nn.functional.cross_entropy(candidate_scores(model, batch), batch.labels)
 
 
 @torch.no_grad()
 def evaluate(model, encoded: list[EncodedExample], pad_id: int, batch_size: int, device="cpu") -> dict:
-    """Accuracy by argmax of candidate scores. Examples are length-sorted to waste little padding."""
+    """Accuracy by argmax of candidate scores (correct when the argmax is any correct candidate).
+    Examples are length-sorted to waste little padding."""
     order = sorted(range(len(encoded)), key=lambda i: encoded[i].length)
     correct = 0
     predictions = [0] * len(encoded)
@@ -148,7 +190,8 @@ def evaluate(model, encoded: list[EncodedExample], pad_id: int, batch_size: int,
         idx = order[start : start + batch_size]
         batch = collate([encoded[i] for i in idx], pad_id).to(device)
         pred = candidate_scores(model, batch).argmax(dim=-1)
-        correct += int((pred == batch.labels).sum())
+        correct += int(batch.correct_mask.gather(1, pred[:, None]).sum())
         for i, p in zip(idx, pred.tolist(), strict=True):
             predictions[i] = p
-    return {"accuracy": correct / len(encoded), "n": len(encoded), "predictions": predictions}
+    accuracy = correct / len(encoded)
+    return {"score": accuracy, "accuracy": accuracy, "n": len(encoded), "predictions": predictions}

@@ -20,8 +20,8 @@ RUN_COLUMNS = [
     "label",
     "seed",
     "metric",
-    "dev_accuracy",
-    "test_accuracy",
+    "dev_score",
+    "test_score",
     "n_train",
     "n_dev",
     "n_test",
@@ -42,6 +42,11 @@ def collect(metrics_paths: list[str | Path]) -> pd.DataFrame:
     if not rows:
         raise ValueError("no metrics.json files given")
     df = pd.DataFrame(rows)
+    for split in ("dev", "test"):  # artifacts written before generation tasks had only *_accuracy
+        if f"{split}_score" not in df and f"{split}_accuracy" in df:
+            df[f"{split}_score"] = df[f"{split}_accuracy"]
+        elif f"{split}_accuracy" in df:
+            df[f"{split}_score"] = df[f"{split}_score"].fillna(df[f"{split}_accuracy"])
     for col in RUN_COLUMNS:
         if col not in df:
             df[col] = None
@@ -55,10 +60,11 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (model, method, task): mean/std over seeds of dev and test metric, in percent."""
     g = runs.groupby(["model", "method", "label", "method_id", "task"], sort=False)
     out = g.agg(
-        test_mean=("test_accuracy", "mean"),
-        test_std=("test_accuracy", "std"),
-        dev_mean=("dev_accuracy", "mean"),
-        dev_std=("dev_accuracy", "std"),
+        metric=("metric", "first"),
+        test_mean=("test_score", "mean"),
+        test_std=("test_score", "std"),
+        dev_mean=("dev_score", "mean"),
+        dev_std=("dev_score", "std"),
         n_seeds=("seed", "nunique"),
         n_test=("n_test", "max"),
         n_dev=("n_dev", "max"),
@@ -102,7 +108,8 @@ def markdown(summary: pd.DataFrame, suite: str, task_labels: dict[str, str]) -> 
     lines = [
         f"# Results: suite `{suite}`",
         "",
-        "Test accuracy (%) as mean ± sample std over seeds, n = seeds. Built from results/"
+        "Test metric (%) as mean ± sample std over seeds, n = seeds: accuracy, or SQuAD-style F1 for "
+        "the columns marked (F1). Built from results/"
         f"{suite}/**/metrics.json by `zoharness table`.",
         "",
     ]
@@ -165,12 +172,16 @@ def select_by_dev(summary: pd.DataFrame) -> list[dict]:
     return out
 
 
+def task_label(task) -> str:
+    return f"{task.label} (F1)" if task.metric == "f1" else task.label
+
+
 def write_tables(metrics_paths, suite: str, out_csv, out_md, out_runs_csv) -> pd.DataFrame:
     from zoharness.tasks import get_task
 
     runs = collect(metrics_paths)
     summary = summarise(runs)
-    labels = {t: get_task(t).label for t in summary["task"].unique()}
+    labels = {t: task_label(get_task(t)) for t in summary["task"].unique()}
     write_text_atomic(out_runs_csv, runs.to_csv(index=False))
     write_text_atomic(out_csv, wide(summary).to_csv(index=False))
     write_text_atomic(out_md, markdown(summary, suite, labels))

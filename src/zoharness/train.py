@@ -22,13 +22,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from zoharness import models, scoring
-from zoharness.data import load_split
+from zoharness import generation, models, scoring
+from zoharness.data import data_dir, load_split
 from zoharness.io import DataError, dumps, read_json, sha256_file, write_json_atomic, write_text_atomic
 from zoharness.methods import get_method
 from zoharness.profiling import cuda_peaks, latency_stats, peak_rss_bytes
 from zoharness.provenance import run_info
 from zoharness.tasks import get_task
+from zoharness.tasks.base import GENERATION
 
 INPROGRESS = ".inprogress"
 
@@ -76,8 +77,24 @@ def read_train_log(path: str | Path) -> tuple[dict, list[dict]]:
     return header, records
 
 
-def _encode_all(tokenizer, task, examples, max_length):
-    return [scoring.encode(tokenizer, task.prompt(ex), max_length) for ex in examples]
+def _encode_train(tokenizer, task, examples, max_length):
+    objective = scoring.objective_for(task.kind)
+    return [scoring.encode(tokenizer, task.prompt(ex), max_length, objective=objective) for ex in examples]
+
+
+def evaluate_prompts(model, tokenizer, task, prompts, eval_cfg, device) -> dict:
+    """The task's metric on a list of prompts: candidate scoring, or greedy generation + F1/EM."""
+    if task.kind == GENERATION:
+        return generation.evaluate_generation(
+            model, tokenizer, prompts, eval_cfg["max_length"], eval_cfg["batch_size"], device
+        )
+    encoded = [scoring.encode(tokenizer, p, eval_cfg["max_length"]) for p in prompts]
+    return scoring.evaluate(model, encoded, tokenizer.pad_token_id, eval_cfg["batch_size"], device)
+
+
+def _eval_metrics(name: str, result: dict) -> dict:
+    keys = ("f1", "em") if "f1" in result else ("accuracy",)
+    return {f"{name}_score": result["score"], **{f"{name}_{k}": result[k] for k in keys}}
 
 
 def pick_device(requested: str) -> torch.device:
@@ -115,10 +132,10 @@ def train(
     module = get_method(cfg["method_id"])
     params = module.Params(**cfg["params"])
     task = get_task(cfg["task"])
-    split = load_split(read_json(split_path), cfg["data"]["dir"], str(split_path))
+    split = load_split(read_json(split_path), data_dir(cfg["data"]), str(split_path))
     model, tokenizer = models.load(model_ref_path, cfg["precision"]["weights"], device)
     max_length = cfg["eval"]["max_length"]
-    train_set = _encode_all(tokenizer, task, split.train, max_length)
+    train_set = _encode_train(tokenizer, task, split.train, max_length)
     total = module.num_steps(params, len(train_set))
     impl = module.build(model, params, cfg["seed"])
 
@@ -194,8 +211,12 @@ def train(
     eval_start = time.perf_counter()
     results = {}
     for name, examples in (("dev", split.dev), ("test", split.test)):
-        encoded = _encode_all(tokenizer, task, examples, max_length)
-        results[name] = scoring.evaluate(model, encoded, pad_id, cfg["eval"]["batch_size"], device)
+        if hasattr(module, "eval_prompts"):  # e.g. ICL: demonstrations prepended per example
+            prompts = module.eval_prompts(params, task, split.train, examples, name, cfg["seed"])
+        else:
+            prompts = [task.prompt(ex) for ex in examples]
+        results[name] = evaluate_prompts(model, tokenizer, task, prompts, cfg["eval"], device)
+        results[name]["ids"] = [ex.uid for ex in examples]
     eval_s = time.perf_counter() - eval_start
 
     step_times = [r["elapsed_s"] for r in records]
@@ -208,8 +229,9 @@ def train(
         "label": cfg["label"],
         "seed": cfg["seed"],
         "metric": task.metric,
-        "dev_accuracy": results["dev"]["accuracy"],
-        "test_accuracy": results["test"]["accuracy"],
+        "task_kind": task.kind,
+        **_eval_metrics("dev", results["dev"]),
+        **_eval_metrics("test", results["test"]),
         "n_train": len(split.train),
         "n_dev": results["dev"]["n"],
         "n_test": results["test"]["n"],
@@ -231,6 +253,11 @@ def train(
         **cuda_peaks(device),
         **latency_stats(step_times),
     }
+    predictions = {
+        name: [{"id": i, "prediction": p} for i, p in zip(r["ids"], r["predictions"], strict=True)]
+        for name, r in results.items()
+    }
+    write_json_atomic(out_dir / "predictions.json", predictions)
     shutil.move(str(log_path), out_dir / "train_log.jsonl")
     shutil.rmtree(work, ignore_errors=True)
     write_json_atomic(out_dir / "run_info.json", run_info(device, read_json(model_ref_path), threads))

@@ -7,6 +7,8 @@
   build(model, params, seed) -> object with step(batch, index) -> dict (at least "loss"),
                                 optionally replay(record) and trajectory_header() (ZO methods)
                                 and extra_metrics() -> dict (merged into metrics.json)
+  eval_prompts(params, task, train, examples, split, seed) -> list[Prompt]   optional: the prompts to
+                                evaluate instead of the task's own (ICL prepends demonstrations)
 
 Listing or validating methods imports no implementation (torch is imported inside build()).
 """
@@ -22,6 +24,7 @@ _MODULES = {
     "zero_shot": "zoharness.methods.zero_shot",
     "fo": "zoharness.methods.fo",
     "mezo": "zoharness.methods.mezo",
+    "icl": "zoharness.methods.icl",
 }
 
 

@@ -1,6 +1,6 @@
-"""SST-2 with MeZO's prompt: '<sentence> It was' -> ' terrible' | ' great' (MeZO Table 14)."""
+"""SST-2 (GLUE): '<sentence> It was' -> ' terrible' | ' great' (MeZO Table 14)."""
 
-from zoharness.tasks.base import Prompt, Task, label_index
+from zoharness.tasks.base import CLASSIFICATION, Prompt, Task, label_index
 
 # GLUE/HF glue/sst2 integer labels: 0 = negative, 1 = positive.
 _LABELS = {0: 0, 1: 1}
@@ -20,10 +20,11 @@ def render(record: dict) -> Prompt:
 TASK = Task(
     name="sst2",
     label="SST-2",
-    kind="classification",
+    kind=CLASSIFICATION,
     metric="accuracy",
-    train_file="sst2/train.jsonl",
-    test_file="sst2/validation.jsonl",
-    id_key="idx",
     render=render,
+    hf_dataset=("glue", "sst2"),
+    id_of=lambda r: str(r["idx"]),
+    normalise_hf=lambda row, i: {"sentence": row["sentence"], "label": row["label"], "idx": row["idx"]},
+    description="<sentence> It was {terrible, great}",
 )

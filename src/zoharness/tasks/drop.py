@@ -1,0 +1,43 @@
+"""DROP, generation: 'Passage: <passage>\\nQuestion: <question>\\nAnswer:' -> greedy answer; SQuAD-style
+F1 against every reference span list entry, as MeZO (not DROP's official numeracy-aware metric).
+
+Not in the offline snapshot: DROP needs the online source (HF `drop`)."""
+
+from zoharness.io import DataError
+from zoharness.tasks.base import GENERATION, OfflineLayout, Prompt, Task
+
+
+def render(record: dict) -> Prompt:
+    answers = tuple(record["answers"])
+    if not answers:
+        raise DataError(f"drop record id={record.get('id')}: no reference answer")
+    return Prompt(
+        context=f"Passage: {record['passage']}\nQuestion: {record['question']}\nAnswer:",
+        candidates=(" " + answers[0],),
+        label=0,
+        answers=answers,
+    )
+
+
+def normalise_hf(row: dict, i: int) -> dict:
+    return {
+        "id": row["query_id"],
+        "passage": row["passage"],
+        "question": row["question"],
+        "answers": list(row["answers_spans"]["spans"]),
+    }
+
+
+TASK = Task(
+    name="drop",
+    label="DROP",
+    kind=GENERATION,
+    metric="f1",
+    render=render,
+    hf_dataset=("drop", None),
+    id_of=lambda r: str(r["id"]),
+    normalise_hf=normalise_hf,
+    offline=OfflineLayout(pools=None, reason="DROP is not in the bundled snapshot"),
+    group_key="passage",
+    description="Passage: <passage>\\nQuestion: <question>\\nAnswer: <generated>",
+)

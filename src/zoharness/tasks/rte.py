@@ -1,0 +1,37 @@
+"""RTE (SuperGLUE): '<premise>\\nDoes this mean that "<hypothesis>" is true? Yes or No?\\n' -> Yes | No."""
+
+from zoharness.tasks.base import CLASSIFICATION, YES_NO, Prompt, Task, label_index
+
+# SuperGLUE jsonl labels are strings; HF super_glue/rte ClassLabel: 0 = entailment, 1 = not_entailment.
+_LABELS = {"entailment": 0, "not_entailment": 1}  # -> index into YES_NO
+_HF_NAMES = ("entailment", "not_entailment")
+
+
+def render(record: dict) -> Prompt:
+    return Prompt(
+        context=f'{record["premise"]}\nDoes this mean that "{record["hypothesis"]}" is true? Yes or No?\n',
+        candidates=YES_NO,
+        label=label_index(record["label"], _LABELS, f"rte record idx={record.get('idx')}"),
+    )
+
+
+def normalise_hf(row: dict, i: int) -> dict:
+    return {
+        "premise": row["premise"],
+        "hypothesis": row["hypothesis"],
+        "label": _HF_NAMES[row["label"]],
+        "idx": row["idx"],
+    }
+
+
+TASK = Task(
+    name="rte",
+    label="RTE",
+    kind=CLASSIFICATION,
+    metric="accuracy",
+    render=render,
+    hf_dataset=("super_glue", "rte"),
+    id_of=lambda r: str(r["idx"]),
+    normalise_hf=normalise_hf,
+    description='<premise>\\nDoes this mean that "<hypothesis>" is true? Yes or No?\\n{Yes, No}',
+)

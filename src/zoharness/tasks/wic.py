@@ -1,0 +1,34 @@
+"""WiC (SuperGLUE):
+'Does the word "<word>" have the same meaning in these two sentences? Yes, No?\\n<s1>\\n<s2>\\n' -> Yes | No."""
+
+from zoharness.tasks.base import CLASSIFICATION, YES_NO, Prompt, Task, label_index
+
+_LABELS = {True: 0, False: 1}
+_FIELDS = ("word", "sentence1", "sentence2", "start1", "start2", "end1", "end2", "idx")
+
+
+def render(record: dict) -> Prompt:
+    return Prompt(
+        context=f'Does the word "{record["word"]}" have the same meaning in these two sentences? Yes, No?\n'
+        f"{record['sentence1']}\n{record['sentence2']}\n",
+        candidates=YES_NO,
+        label=label_index(record["label"], _LABELS, f"wic record idx={record.get('idx')}"),
+    )
+
+
+def normalise_hf(row: dict, i: int) -> dict:
+    return {**{k: row[k] for k in _FIELDS}, "label": bool(row["label"])}
+
+
+TASK = Task(
+    name="wic",
+    label="WiC",
+    kind=CLASSIFICATION,
+    metric="accuracy",
+    render=render,
+    hf_dataset=("super_glue", "wic"),
+    id_of=lambda r: str(r["idx"]),
+    normalise_hf=normalise_hf,
+    description='Does the word "<word>" have the same meaning in these two sentences? Yes, No?\\n'
+    "<sentence1>\\n<sentence2>\\n{Yes, No}",
+)
