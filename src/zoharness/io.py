@@ -86,3 +86,12 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def progress(iterable, desc: str):
+    """A progress bar on stderr (into the job's log): every second on a terminal, every 30 s in a log file."""
+    import sys
+
+    from tqdm import tqdm
+
+    return tqdm(iterable, desc=desc, file=sys.stderr, mininterval=1 if sys.stderr.isatty() else 30)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
+from zoharness.io import progress
 from zoharness.tasks.base import Prompt
 
 
@@ -186,7 +187,7 @@ def evaluate(model, encoded: list[EncodedExample], pad_id: int, batch_size: int,
     order = sorted(range(len(encoded)), key=lambda i: encoded[i].length)
     correct = 0
     predictions = [0] * len(encoded)
-    for start in range(0, len(order), batch_size):
+    for start in progress(range(0, len(order), batch_size), "evaluate"):
         idx = order[start : start + batch_size]
         batch = collate([encoded[i] for i in idx], pad_id).to(device)
         pred = candidate_scores(model, batch).argmax(dim=-1)
