@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup run test lint bench grid smoke offline-all crosscheck paper-dry-run
+.PHONY: setup run test lint bench grid smoke offline-all offline-all-partial crosscheck paper-dry-run
 
 setup: $(STAMP)
 
@@ -42,6 +42,14 @@ bench: $(STAMP)
 
 offline-all: $(STAMP)
 	snakemake --cores all --configfile config/offline-all.yaml
+
+# A table of whichever offline-all runs exist (the whole suite takes hours on a CPU), in MeZO's task order.
+OFFLINE_TASKS := sst2 rte cb boolq wsc wic multirc copa squad
+offline-all-partial: $(STAMP)
+	python -m zoharness table --suite offline-all --out-csv results/tables/offline-all-partial.csv \
+		--out-md results/tables/offline-all-partial.md --out-runs-csv results/tables/offline-all-partial-runs.csv \
+		$$(for t in $(OFFLINE_TASKS); do for m in zero_shot icl fo mezo; do \
+			f=results/offline-all/smollm2-135m/$$t/$$m/seed0/metrics.json; [ -f $$f ] && echo $$f; done; done)
 
 # Zero-shot runs of the classification tasks, then lm-eval on the same prompts and examples.
 CROSSCHECK_TASKS := sst2 rte cb boolq wsc wic multirc
