@@ -77,7 +77,6 @@ class Task:
     num_dev: int = 500  # MeZO: 500 dev examples (100 for CB and COPA)
     offline: OfflineLayout = field(default_factory=OfflineLayout)
     group_key: str | None = None  # records sharing this field stay on one side of train/test
-    description: str = ""  # the template in words (README, prompt tests)
 
     def __post_init__(self):
         if self.kind not in KINDS:

@@ -40,5 +40,4 @@ TASK = Task(
         "disjoint from the test sample by passage",
     ),
     group_key="passage",
-    description="<passage> <question>?\\n{Yes, No}",
 )

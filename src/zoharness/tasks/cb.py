@@ -36,5 +36,4 @@ TASK = Task(
     id_of=lambda r: str(r["idx"]),
     normalise_hf=normalise_hf,
     num_dev=100,
-    description='Suppose <premise> Can we infer that "<hypothesis>"? Yes, No, or Maybe?\\n{Yes, No, Maybe}',
 )

@@ -39,5 +39,4 @@ TASK = Task(
         k: row[k] for k in ("premise", "choice1", "choice2", "question", "label", "idx")
     },
     num_dev=100,
-    description="<premise> {so, because} {<choice1>, <choice2>}",
 )

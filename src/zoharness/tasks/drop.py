@@ -39,5 +39,4 @@ TASK = Task(
     normalise_hf=normalise_hf,
     offline=OfflineLayout(pools=None, reason="DROP is not in the bundled snapshot"),
     group_key="passage",
-    description="Passage: <passage>\\nQuestion: <question>\\nAnswer: <generated>",
 )

@@ -52,6 +52,4 @@ TASK = Task(
     normalise_hf=lambda row, i: {k: row[k] for k in ("paragraph", "question", "answer", "idx", "label")},
     flatten=flatten,
     group_key="paragraph",
-    description='<paragraph>\\nQuestion: <question>\\nI found this answer "<answer>". Is that correct? '
-    "Yes or No?\\n{Yes, No}",
 )

@@ -60,5 +60,4 @@ TASK = Task(
         reason="the bundled snapshot has 64 of 100,730 train queries and no validation split",
     ),
     group_key="passage",
-    description="<passage>\\n{<query with @placeholder = each entity>}",
 )

@@ -33,5 +33,4 @@ TASK = Task(
     hf_dataset=("super_glue", "rte"),
     id_of=lambda r: str(r["idx"]),
     normalise_hf=normalise_hf,
-    description='<premise>\\nDoes this mean that "<hypothesis>" is true? Yes or No?\\n{Yes, No}',
 )

@@ -58,5 +58,4 @@ TASK = Task(
         "disjoint from the test sample by context paragraph",
     ),
     group_key="context",
-    description="Title: <title>\\nContext: <context>\\nQuestion: <question>\\nAnswer: <generated>",
 )

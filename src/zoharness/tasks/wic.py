@@ -29,6 +29,4 @@ TASK = Task(
     hf_dataset=("super_glue", "wic"),
     id_of=lambda r: str(r["idx"]),
     normalise_hf=normalise_hf,
-    description='Does the word "<word>" have the same meaning in these two sentences? Yes, No?\\n'
-    "<sentence1>\\n<sentence2>\\n{Yes, No}",
 )

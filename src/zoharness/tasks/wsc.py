@@ -53,6 +53,4 @@ TASK = Task(
     hf_dataset=("super_glue", "wsc.fixed"),
     id_of=lambda r: str(r["idx"]),
     normalise_hf=normalise_hf,
-    description='<text>\\nIn the previous sentence, does the pronoun "<span2>" refer to <span1>? Yes or No?\\n'
-    "{Yes, No}",
 )
