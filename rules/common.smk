@@ -4,7 +4,7 @@ import os
 import re
 
 from zoharness.config import ConfigError, run_spec, runs, validate
-from zoharness.data import data_dir, pool_layout
+from zoharness.data import data_dir, source_files
 from zoharness.tasks import get_task
 
 if "suite" not in config:  # no --configfile: the default suite, with any --config overrides on top
@@ -55,12 +55,7 @@ def run_dirs():
 
 def split_inputs(wildcards):
     """The data files a task's split reads (offline: the snapshot; online: what fetch_data saves)."""
-    task = get_task(wildcards.task)
-    if DATA["source"] == "online":
-        return [f"{DATA_DIR}/{task.train_file}", f"{DATA_DIR}/{task.test_file}"]
-    if pool_layout(task, "offline") == "validation":
-        return [f"{DATA_DIR}/{task.test_file}"]
-    return [f"{DATA_DIR}/{task.train_file}", f"{DATA_DIR}/{task.test_file}"]
+    return [f"{DATA_DIR}/{rel}" for rel in source_files(get_task(wildcards.task), DATA["source"])]
 
 
 def spec_json(wildcards):

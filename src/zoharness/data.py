@@ -62,6 +62,13 @@ def pool_layout(task: Task, source: str) -> str:
     return task.offline.pools
 
 
+def source_files(task: Task, source: str) -> list[str]:
+    """The task's data files (relative to the data folder) that a split reads from this source."""
+    if pool_layout(task, source) == "validation":
+        return [task.test_file]
+    return [task.train_file, task.test_file]
+
+
 def read_examples(task: Task, data_dir: str | Path, which: str) -> list[Example]:
     """Read one of the task's files ("train" or "test" = the validation file), flattened to HF's
     record schema; every record is validated by rendering its prompt."""
@@ -113,7 +120,7 @@ def make_split(
     task = get_task(task_name)
     layout = pool_layout(task, source)
     num_dev = task.num_dev if num_dev is None else num_dev
-    files = [task.test_file] if layout == "validation" else [task.train_file, task.test_file]
+    files = source_files(task, source)
     for rel in files:
         if not (Path(data_dir) / rel).exists():
             hint = (
