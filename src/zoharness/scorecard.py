@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from zoharness.io import DataError, write_text_atomic
-from zoharness.tables import collect, summarise
+from zoharness.tables import best_on_dev, collect, summarise
 
 REFERENCE_COLUMNS = ["table", "model", "task", "paper_method", "method_id", "metric", "value"]
 
@@ -62,7 +62,7 @@ def build(metrics_paths, reference_csv) -> pd.DataFrame:
             rows.append({**base, "status": "not run"})
             continue
         for model, grp in cands.groupby("model", sort=False):
-            best = grp.sort_values(["dev_mean", "method"], ascending=[False, True]).iloc[0]
+            best = best_on_dev(grp)
             seeds = sorted(
                 runs[(runs.model == model) & (runs.task == r.task) & (runs.method == best["method"])]["seed"]
             )

@@ -154,11 +154,16 @@ def markdown(summary: pd.DataFrame, suite: str, task_labels: dict[str, str]) -> 
     return "\n".join(lines)
 
 
+def best_on_dev(variants: pd.DataFrame) -> pd.Series:
+    """The summary row with the best mean dev score (ties: the first variant name)."""
+    return variants.sort_values(["dev_mean", "method"], ascending=[False, True]).iloc[0]
+
+
 def select_by_dev(summary: pd.DataFrame) -> list[dict]:
     out = []
     for (model, task, method_id), grp in summary.groupby(["model", "task", "method_id"], sort=False):
         if len(grp) > 1:
-            best = grp.sort_values(["dev_mean", "method"], ascending=[False, True]).iloc[0]
+            best = best_on_dev(grp)
             out.append(
                 {
                     "model": model,
