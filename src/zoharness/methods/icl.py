@@ -42,7 +42,7 @@ def demonstration_indices(n_train: int, num_demos: int, seed: int, split: str, p
 
 
 def eval_prompts(params: Params, task, train, examples, split: str, seed: int):
-    from zoharness.tasks.base import Prompt
+    import dataclasses
 
     demos = [task.prompt(ex).demonstration() for ex in train]
     prompts = []
@@ -50,13 +50,5 @@ def eval_prompts(params: Params, task, train, examples, split: str, seed: int):
         own = task.prompt(ex)
         picked = demonstration_indices(len(train), params.num_demos, seed, split, position)
         prefix = "".join(demos[i] + params.separator for i in picked)
-        prompts.append(
-            Prompt(
-                context=prefix + own.context,
-                candidates=own.candidates,
-                label=own.label,
-                correct=own.correct,
-                answers=own.answers,
-            )
-        )
+        prompts.append(dataclasses.replace(own, context=prefix + own.context))
     return prompts
