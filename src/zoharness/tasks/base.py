@@ -115,4 +115,14 @@ def label_index(value, mapping: dict, where: str) -> int:
         raise DataError(f"{where}: label {value!r} is not one of {sorted(mapping, key=str)}") from None
 
 
+def premise_hypothesis_from_hf(row: dict, label_names: tuple[str, ...]) -> dict:
+    """An HF super_glue RTE/CB row (ClassLabel int) as the SuperGLUE jsonl record (label by name)."""
+    return {
+        "premise": row["premise"],
+        "hypothesis": row["hypothesis"],
+        "label": label_names[row["label"]],
+        "idx": row["idx"],
+    }
+
+
 YES_NO = ("Yes", "No")

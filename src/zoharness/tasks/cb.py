@@ -1,7 +1,7 @@
 """CB (SuperGLUE): 'Suppose <premise> Can we infer that "<hypothesis>"? Yes, No, or Maybe?\\n'
 -> Yes | No | Maybe. MeZO uses 100 dev examples for CB (its train file has 250)."""
 
-from zoharness.tasks.base import CLASSIFICATION, Prompt, Task, label_index
+from zoharness.tasks.base import CLASSIFICATION, Prompt, Task, label_index, premise_hypothesis_from_hf
 
 CANDIDATES = ("Yes", "No", "Maybe")
 # entailment -> Yes, contradiction -> No, neutral -> Maybe.
@@ -17,15 +17,6 @@ def render(record: dict) -> Prompt:
     )
 
 
-def normalise_hf(row: dict, i: int) -> dict:
-    return {
-        "premise": row["premise"],
-        "hypothesis": row["hypothesis"],
-        "label": _HF_NAMES[row["label"]],
-        "idx": row["idx"],
-    }
-
-
 TASK = Task(
     name="cb",
     label="CB",
@@ -34,6 +25,6 @@ TASK = Task(
     render=render,
     hf_dataset=("super_glue", "cb"),
     id_of=lambda r: str(r["idx"]),
-    normalise_hf=normalise_hf,
+    normalise_hf=lambda row, i: premise_hypothesis_from_hf(row, _HF_NAMES),
     num_dev=100,
 )

@@ -1,6 +1,6 @@
 """RTE (SuperGLUE): '<premise>\\nDoes this mean that "<hypothesis>" is true? Yes or No?\\n' -> Yes | No."""
 
-from zoharness.tasks.base import CLASSIFICATION, YES_NO, Prompt, Task, label_index
+from zoharness.tasks.base import CLASSIFICATION, YES_NO, Prompt, Task, label_index, premise_hypothesis_from_hf
 
 # SuperGLUE jsonl labels are strings; HF super_glue/rte ClassLabel: 0 = entailment, 1 = not_entailment.
 _LABELS = {"entailment": 0, "not_entailment": 1}  # -> index into YES_NO
@@ -15,15 +15,6 @@ def render(record: dict) -> Prompt:
     )
 
 
-def normalise_hf(row: dict, i: int) -> dict:
-    return {
-        "premise": row["premise"],
-        "hypothesis": row["hypothesis"],
-        "label": _HF_NAMES[row["label"]],
-        "idx": row["idx"],
-    }
-
-
 TASK = Task(
     name="rte",
     label="RTE",
@@ -32,5 +23,5 @@ TASK = Task(
     render=render,
     hf_dataset=("super_glue", "rte"),
     id_of=lambda r: str(r["idx"]),
-    normalise_hf=normalise_hf,
+    normalise_hf=lambda row, i: premise_hypothesis_from_hf(row, _HF_NAMES),
 )
