@@ -135,8 +135,9 @@ def train(
     split = load_split(read_json(split_path), data_dir(cfg["data"]), str(split_path))
     model, tokenizer = models.load(model_ref_path, cfg["precision"]["weights"], device)
     max_length = cfg["eval"]["max_length"]
-    train_set = _encode_train(tokenizer, task, split.train, max_length)
-    total = module.num_steps(params, len(train_set))
+    total = module.num_steps(params, len(split.train))
+    # Evaluation-only methods (zero-shot, ICL) never batch the train split: skip tokenising it.
+    train_set = _encode_train(tokenizer, task, split.train, max_length) if total else []
     impl = module.build(model, params, cfg["seed"])
 
     work = out_dir / INPROGRESS
@@ -172,7 +173,7 @@ def train(
         print(f"[zoharness] resumed from {log_path} at step {len(records)} of {total}", file=sys.stderr)
 
     batch_size = getattr(params, "batch_size", 1)
-    sampler = BatchSampler(len(train_set), batch_size, cfg["seed"])
+    sampler = BatchSampler(len(split.train), batch_size, cfg["seed"])
     pad_id = tokenizer.pad_token_id
     with (
         log_path.open("a", encoding="utf-8") as log,
