@@ -14,6 +14,7 @@ include: "rules/common.smk"
 include: "rules/models.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
+include: "rules/methods/sparse_zo_int4.smk"
 include: "rules/tables.smk"
 include: "rules/figures.smk"
 
@@ -25,3 +26,4 @@ rule all:
         TABLE_MD,
         FIGURES,
         SCORECARDS,
+        EXTRA_TARGETS,

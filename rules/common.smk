@@ -2,6 +2,7 @@
 import json
 import os
 import re
+import shlex
 
 from zoharness.config import ConfigError, run_spec, runs, validate
 from zoharness.data import data_dir, source_files
@@ -67,3 +68,24 @@ def spec_json(wildcards):
 
 def uses_gpu():
     return 1 if SUITE["device"] == "cuda" else 0
+
+
+# A method that needs extra files (a mask, a rephrased train set) registers a function here from its
+# rules/methods/<id>.smk: wildcards -> {input name: path}. The train rule adds them as inputs and
+# passes them on as --input NAME=PATH; the method module lists the same names in INPUTS.
+METHOD_INPUTS = {}
+# Outputs a method's rule file adds to `rule all` (e.g. its own figures) when the suite uses it.
+EXTRA_TARGETS = []
+
+
+def method_entry(wildcards):
+    return SUITE["methods"][wildcards.method]
+
+
+def method_inputs(wildcards):
+    fn = METHOD_INPUTS.get(method_entry(wildcards)["method"])
+    return fn(wildcards) if fn else {}
+
+
+def method_input_args(wildcards, input):
+    return " ".join(f"--input {name}={shlex.quote(input[name])}" for name in method_inputs(wildcards))

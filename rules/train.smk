@@ -22,6 +22,7 @@ rule train:
     conda:
         "../envs/zoharness.yaml"
     input:
+        unpack(method_inputs),
         run_config=f"{RUN_DIR}/run_config.json",
         split=SPLIT,
         model_ref=MODEL_REF,
@@ -32,6 +33,7 @@ rule train:
         predictions=f"{RUN_DIR}/predictions.json",
     params:
         out_dir=lambda w, output: os.path.dirname(output.metrics),
+        method_inputs=method_input_args,
     threads: SUITE["threads"]
     resources:
         gpu=uses_gpu(),
@@ -41,4 +43,4 @@ rule train:
         f"benchmarks/{NAME}/{{model}}/{{task}}/{{method}}/seed{{seed}}.tsv"
     shell:
         "python -m zoharness train --run-config {input.run_config:q} --split {input.split:q} "
-        "--model-ref {input.model_ref:q} --out-dir {params.out_dir:q} --threads {threads} > {log:q} 2>&1"
+        "--model-ref {input.model_ref:q} --out-dir {params.out_dir:q} --threads {threads} {params.method_inputs} > {log:q} 2>&1"

@@ -26,15 +26,19 @@ def test_contract(method):
 
 
 @pytest.mark.parametrize("method", method_ids())
-def test_five_steps_with_finite_loss(method, tiny, small_split):
+def test_five_steps_with_finite_loss(method, tiny, small_split, tmp_path):
     from tests.conftest import DATA
     from zoharness.data import load_split
 
     model, tok = tiny
     m = get_method(method)
-    overrides = {"fo": {"lr": 1e-3, "batch_size": 4}, "mezo": {"lr": 1e-3, "batch_size": 4, "steps": 5}}
+    overrides = {
+        "fo": {"lr": 1e-3, "batch_size": 4},
+        "mezo": {"lr": 1e-3, "batch_size": 4, "steps": 5},
+        "sparse_zo_int4": {"lr": 1e-1, "batch_size": 4, "steps": 5},
+    }
     params = m.Params(**overrides.get(method, {}))
-    impl = m.build(model, params, 0)
+    impl = m.build(model, params, 0, **_inputs(m, model, tmp_path))
     if m.num_steps(params, 24) == 0:
         assert impl is None  # evaluation-only method
         return
@@ -44,6 +48,18 @@ def test_five_steps_with_finite_loss(method, tiny, small_split):
         impl.step(scoring.collate(enc[4 * i : 4 * i + 4], tok.pad_token_id), i)["loss"] for i in range(5)
     ]
     assert all(math.isfinite(x) for x in losses)
+
+
+def _inputs(module, model, tmp_path) -> dict:
+    """Stand-ins for a method's extra input files, built for the tiny model."""
+    inputs = {}
+    if "mask" in getattr(module, "INPUTS", ()):
+        from zoharness.sparse import mask
+
+        shapes = mask.eligible_shapes(model)
+        mask.save(tmp_path / "mask.safetensors", mask.select(mask.random_scores(shapes, 0), 0.05), shapes, {})
+        inputs["mask"] = str(tmp_path / "mask.safetensors")
+    return inputs
 
 
 def test_bad_params_quote_the_value():

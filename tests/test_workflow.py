@@ -44,8 +44,10 @@ def test_dry_run_plans_models_x_tasks_x_methods_x_seeds(workdir):
     out = snakemake(workdir, "-n", "--configfile", "config/smoke.yaml")
     assert out.returncode == 0, out.stderr
     jobs = planned(out.stdout)
-    assert jobs["train"] == 1 * 1 * 3 * 2 and jobs["run_config"] == 6
+    # 3 methods x 2 seeds, plus sparse-ZO-int4 on seed 0 with its mask (sensitivity scores, then top-k)
+    assert jobs["train"] == 1 * 1 * 3 * 2 + 1 and jobs["run_config"] == 7
     assert jobs["split"] == 2 and jobs["prepare_model"] == 1 and jobs["table"] == 1 and jobs["figures"] == 1
+    assert jobs["sensitivity"] == 1 and jobs["mask"] == 1 and jobs["sparse_figures"] == 1
 
 
 def test_default_suite_plans_its_runs(workdir):
@@ -94,10 +96,13 @@ def test_tiny_end_to_end_run_then_nothing_to_do(workdir):
         "results/tables/smoke.md",
         "figures/smoke/loss.png",
         "figures/smoke/accuracy.pdf",
+        "figures/smoke/sparse-density.png",
+        "figures/smoke/sparse-memory.pdf",
+        "resources/masks/tiny-llama/wiki-passages/density~0.01-global.json",
     ):
         assert (workdir / rel).stat().st_size > 0, rel
     runs = list((workdir / "results" / "smoke").glob("tiny-llama/sst2/*/seed*/metrics.json"))
-    assert len(runs) == 6
+    assert len(runs) == 7
     again = snakemake(workdir, "-n", "--configfile", "config/smoke.yaml")
     assert "Nothing to be done" in again.stdout + again.stderr
 
@@ -109,6 +114,16 @@ def test_paper_suite_plans_every_cell_with_fetch_and_scorecard(workdir):
     # 11 tasks x (zero-shot + ICL + 3 FT lrs + 2 MeZO lrs), one seed; the online source fetches each task.
     assert jobs["train"] == 11 * 7 and jobs["fetch_data"] == 11 and jobs["split"] == 11
     assert jobs["scorecard"] == 1 and "results/tables/scorecard-mezo-opt13b.md" in out.stdout
+
+
+def test_sparse_ablation_suite_plans_one_mask_per_distinct_mask_and_shares_the_scores(workdir):
+    out = snakemake(workdir, "-n", "--configfile", "config/sparse-zo-ablations.yaml")
+    assert out.returncode == 0, out.stderr
+    jobs = planned(out.stdout)
+    # MeZO + six sparse variants; the dense-base ablation reuses the default mask, and the three
+    # wiki-passages densities share one sensitivity pass (the other is the task-gradient corpus)
+    assert jobs["train"] == 7 and jobs["mask"] == 5 and jobs["sensitivity"] == 2
+    assert "resources/masks/smollm2-135m/task-sst2-sparse-zo-ablations/sensitivity.safetensors" in out.stdout
 
 
 def test_offline_all_suite_plans_every_offline_task(workdir):

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from zoharness.io import DataError, sha256_file, write_json_atomic
+from zoharness.io import BackendUnavailableError, DataError, sha256_file, write_json_atomic
 
 
 def _cmd_list(args) -> int:
@@ -67,9 +67,37 @@ def _cmd_run_config(args) -> int:
 def _cmd_train(args) -> int:
     from zoharness.train import train
 
-    metrics = train(args.run_config, args.split, args.model_ref, args.out_dir, threads=args.threads)
+    inputs = {}
+    for item in args.input:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise DataError(f"--input {item!r}: expected NAME=PATH")
+        inputs[name] = path
+    metrics = train(
+        args.run_config, args.split, args.model_ref, args.out_dir, threads=args.threads, inputs=inputs
+    )
     keys = ("metric", "dev_score", "test_score", "steps", "train_time_s", "step_latency_median_s")
     print(json.dumps({k: metrics[k] for k in keys}))
+    return 0
+
+
+def _cmd_sensitivity(args) -> int:
+    import torch
+
+    from zoharness.sparse.pipeline import sensitivity
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    info = sensitivity(args.model_ref, args.corpus, args.out, args.data_dir, args.split, args.device)
+    print(json.dumps({k: v for k, v in info.items() if k != "shapes"}, indent=2))
+    return 0
+
+
+def _cmd_mask(args) -> int:
+    from zoharness.sparse.pipeline import build_mask
+
+    stats = build_mask(args.model_ref, args.corpus, args.density, args.selection, args.out, args.sensitivity)
+    print(json.dumps({k: v for k, v in stats.items() if not k.startswith("per_")}, indent=2))
     return 0
 
 
@@ -96,6 +124,22 @@ def _cmd_figures(args) -> int:
         args.table, args.out_dir, args.suite
     ):
         print(p)
+    return 0
+
+
+def _cmd_sparse_figures(args) -> int:
+    from zoharness.plotting import sparse_figures
+
+    for p in sparse_figures(args.metrics, args.out_dir, args.suite):
+        print(p)
+    return 0
+
+
+def _cmd_mask_table(args) -> int:
+    from zoharness.tables import write_mask_table
+
+    write_mask_table(args.stats, args.out_csv, args.out_md)
+    print(Path(args.out_md).read_text())
     return 0
 
 
@@ -152,7 +196,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model-ref", required=True)
     s.add_argument("--out-dir", required=True)
     s.add_argument("--threads", type=int, default=None)
+    s.add_argument("--input", action="append", default=[], help="NAME=PATH, a method's extra input file")
     s.set_defaults(fn=_cmd_train)
+
+    s = sub.add_parser("sensitivity", help="squared gradients of the eligible weights on a corpus")
+    s.add_argument("--model-ref", required=True)
+    s.add_argument("--corpus", required=True, help="wiki-passages | c4 | task-<task>-<suite>")
+    s.add_argument("--data-dir", default=None)
+    s.add_argument("--split", default=None, help="split manifest (task-gradient corpora)")
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--threads", type=int, default=None)
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=_cmd_sensitivity)
+
+    s = sub.add_parser("mask", help="select a sparse mask from sensitivity scores (or at random)")
+    s.add_argument("--model-ref", required=True)
+    s.add_argument("--corpus", required=True)
+    s.add_argument("--density", type=float, required=True)
+    s.add_argument("--selection", default="global")
+    s.add_argument("--sensitivity", default=None)
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=_cmd_mask)
 
     s = sub.add_parser("table", help="build result tables from metrics.json files")
     s.add_argument("--suite", required=True)
@@ -177,6 +241,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("logs", nargs="+")
     s.set_defaults(fn=_cmd_figures)
 
+    s = sub.add_parser("sparse-figures", help="accuracy vs density and memory by component (sparse ZO)")
+    s.add_argument("--suite", required=True)
+    s.add_argument("--out-dir", required=True)
+    s.add_argument("metrics", nargs="+")
+    s.set_defaults(fn=_cmd_sparse_figures)
+
+    s = sub.add_parser("mask-table", help="a table of the masks a suite uses, from their stats files")
+    s.add_argument("--out-csv", required=True)
+    s.add_argument("--out-md", required=True)
+    s.add_argument("stats", nargs="+")
+    s.set_defaults(fn=_cmd_mask_table)
+
     s = sub.add_parser("replay", help="rebuild a ZO run's final weights from its train log")
     s.add_argument("--run-dir", required=True)
     s.add_argument("--model-ref", required=True)
@@ -189,6 +265,6 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (DataError, FileNotFoundError, ValueError) as e:
+    except (DataError, BackendUnavailableError, FileNotFoundError, ValueError) as e:
         print(f"zoharness {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -15,6 +15,10 @@ from pathlib import Path
 from typing import Any
 
 
+class BackendUnavailableError(RuntimeError):
+    """A required compute backend (bitsandbytes, a device) is missing or cannot run here."""
+
+
 class DataError(ValueError):
     """Bad input data: the message names the file (and line or key)."""
 

@@ -92,3 +92,73 @@ def accuracy_bars(table_csv: str | Path, out_dir: str | Path, suite: str) -> lis
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, Path(out_dir), "accuracy")
+
+
+SPARSE_METHOD = "sparse_zo_int4"
+MEMORY_PARTS = (  # metrics.json key -> legend
+    ("memory_base_bytes", "frozen base (4-bit codes + scales, or dense)"),
+    ("memory_delta_values_bytes", "sparse delta values (fp32)"),
+    ("memory_delta_indices_bytes", "sparse delta indices"),
+    ("memory_frozen_other_bytes", "embeddings, norms, head"),
+    ("model_bytes", "model weights (dense)"),
+    ("zo_noise_cache_bytes", "z cache"),
+    ("train_transient_peak_bytes", "step transients (activations, dequantized matrix)"),
+)
+
+
+def sparse_figures(metrics_paths: list[str | Path], out_dir: str | Path, suite: str) -> list[Path]:
+    """Accuracy vs density (sparse-ZO runs; full-model MeZO at density 1) and resident memory by
+    component per method, from the runs' metrics.json (mean over seeds)."""
+    rows = pd.DataFrame([read_json(p) for p in metrics_paths])
+    untrained = rows[rows["steps"] == 0]  # zero-shot: a reference line
+    rows = rows[rows["steps"] > 0]
+    runs = rows.groupby(["task", "method"], sort=False).mean(numeric_only=True).reset_index()
+    runs = runs.merge(rows.drop_duplicates("method")[["method", "method_id", "label"]], on="method")
+    for key in ("sparse_base", "sparse_mask"):
+        if key in rows:
+            runs = runs.merge(rows.drop_duplicates("method")[["method", key]], on="method", how="left")
+    paths = []
+    tasks = list(dict.fromkeys(runs["task"]))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        sub = runs[runs["task"] == task]
+        sparse = sub[sub["method_id"] == SPARSE_METHOD]
+        groups = sparse.groupby([sparse["sparse_mask"], sparse["sparse_base"]], sort=False)
+        for (mask_name, base), g in groups:
+            g = g.sort_values("sparse_density")
+            style = "o-" if len(g) > 1 else "s"
+            ax.plot(g["sparse_density"], 100 * g["test_score"], style, label=f"mask {mask_name}, base {base}")
+        for _, r in sub[sub["method_id"] == "mezo"].iterrows():
+            ax.plot([1.0], [100 * r["test_score"]], "k*", markersize=10, label=f"{r['label']} (density 1)")
+        for label, g in untrained[untrained["task"] == task].groupby("label"):
+            ax.axhline(100 * g["test_score"].mean(), color="gray", linestyle="--", label=f"{label} (no training)")
+        ax.set_xscale("log")
+        ax.set(xlabel="trained fraction of the linear weights (density)", ylabel="test metric (%)",
+               title=f"{task}: accuracy vs density")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"sparse ZO: suite {suite}", fontsize=10)
+    paths += _save(fig, Path(out_dir), "sparse-density")
+
+    mem = runs.drop_duplicates("method")
+    # runs recorded before the memory keys existed have nothing to stack
+    known = [k for k in ("model_bytes", "memory_base_bytes") if k in mem]
+    mem = mem[mem[known].notna().any(axis=1)] if known else mem.iloc[:0]
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(mem) + 1.5))
+    left = np.zeros(len(mem))
+    for key, legend in MEMORY_PARTS:
+        if key not in mem:
+            continue
+        values = mem[key].fillna(0).to_numpy() / 2**20
+        if key == "model_bytes" and "memory_base_bytes" in mem:  # sparse runs list their parts instead
+            values = np.where(mem["memory_base_bytes"].isna(), values, 0)
+        if values.any():
+            ax.barh(np.arange(len(mem)), values, left=left, label=legend)
+            left += values
+    ax.set_yticks(np.arange(len(mem)), mem["label"])
+    ax.set(xlabel="MiB (CPU: transients are RSS growth during the steps, an upper bound)",
+           title=f"Memory by component: suite {suite}")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(axis="x", alpha=0.3)
+    paths += _save(fig, Path(out_dir), "sparse-memory")
+    return paths

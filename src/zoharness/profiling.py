@@ -13,6 +13,72 @@ def peak_rss_bytes() -> int:
     return int(rss if sys.platform == "darwin" else rss * 1024)  # Linux reports KiB
 
 
+def _status_bytes(field: str) -> int | None:
+    """A /proc/self/status memory field (VmRSS, VmHWM) in bytes; None where there is no procfs."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def release_free_memory() -> None:
+    """Return freed heap pages to the OS (glibc malloc_trim), so RSS counts live memory: a model loaded
+    in float32 and then quantized otherwise keeps the float32 pages in RSS after they are freed."""
+    import contextlib
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def _reset_peak_rss() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0: write 5 to /proc/self/clear_refs)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def train_phase_start(device) -> dict:
+    """Memory resident when the training loop starts (model, method state), with the peak reset, so
+    the loop's own peak can be read afterwards (process-lifetime peaks include loading and quantizing)."""
+    import torch
+
+    if getattr(device, "type", str(device)) == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        return {"measure": "cuda_allocated", "start": int(torch.cuda.memory_allocated(device))}
+    release_free_memory()
+    reset = _reset_peak_rss()
+    return {"measure": "cpu_rss" if reset else None, "start": _status_bytes("VmRSS")}
+
+
+def train_phase_peaks(device, start: dict) -> dict:
+    """The training loop's memory: resident at its start, its peak, and the difference, which for ZO
+    methods is activations plus transient weights (a dequantized matrix). On CPU it is RSS, which
+    also counts allocator slack, so read it as an upper bound."""
+    import torch
+
+    if start["measure"] == "cuda_allocated":
+        peak = int(torch.cuda.max_memory_allocated(device))
+    elif start["measure"] == "cpu_rss":
+        peak = _status_bytes("VmHWM")
+    else:
+        return {}
+    return {
+        "train_resident_at_start_bytes": start["start"],
+        "train_peak_bytes": peak,
+        "train_transient_peak_bytes": peak - start["start"],
+        "train_memory_measure": start["measure"],
+    }
+
+
 def cuda_peaks(device) -> dict:
     import torch
 

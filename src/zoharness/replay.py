@@ -17,12 +17,16 @@ def replay_run(run_dir, model_ref, out_dir=None, upto: int | None = None):
     header, records = read_train_log(run_dir / "train_log.jsonl")
     module = get_method(cfg["method_id"])
     model, tokenizer = models.load(model_ref, cfg["precision"]["weights"], "cpu")
-    impl = module.build(model, module.Params(**cfg["params"]), cfg["seed"])
+    inputs = {name: entry["path"] for name, entry in header.get("inputs", {}).items()}
+    impl = module.build(model, module.Params(**cfg["params"]), cfg["seed"], **inputs)
     if not hasattr(impl, "replay"):
         raise ValueError(f"{run_dir}: method {cfg['method_id']!r} has no replayable trajectory")
     for record in records[:upto]:
         impl.replay(record)
-    if out_dir is not None:
+    if out_dir is not None and hasattr(impl, "save"):  # e.g. only the sparse delta of a frozen base
+        impl.save(out_dir)
+        tokenizer.save_pretrained(out_dir)
+    elif out_dir is not None:
         model.save_pretrained(out_dir)
         tokenizer.save_pretrained(out_dir)
     return model

@@ -191,3 +191,47 @@ def write_tables(metrics_paths, suite: str, out_csv, out_md, out_runs_csv) -> pd
     write_text_atomic(out_csv, wide(summary).to_csv(index=False))
     write_text_atomic(out_md, markdown(summary, suite, labels))
     return summary
+
+
+MASK_COLUMNS = (
+    ("corpus", "corpus"),
+    ("density_requested", "density"),
+    ("selection", "selection"),
+    ("selected", "entries"),
+    ("score_mass_coverage", "squared-gradient mass held"),
+    ("sensitivity_time_s", "sensitivity time (s)"),
+    ("sensitivity_peak_bytes", "sensitivity peak memory (bytes)"),
+    ("selection_time_s", "selection time (s)"),
+    ("index_bytes_on_disk_int32", "index bytes (int32)"),
+)
+
+
+def write_mask_table(stats_paths, out_csv, out_md) -> pd.DataFrame:
+    """One row per mask a suite uses, from the mask rule's stats (.json beside each mask)."""
+    rows = []
+    for path in sorted(set(map(str, stats_paths))):
+        s = read_json(path)
+        row = {key: s.get(key) for key, _ in MASK_COLUMNS}
+        kinds = sorted(s["per_kind"].items(), key=lambda kv: -kv[1]["selected"])
+        row["largest share"] = ", ".join(f"{k} {v['selected'] / s['selected']:.0%}" for k, v in kinds[:3])
+        row["mask"] = path
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    write_text_atomic(out_csv, df.to_csv(index=False))
+    md = ["| " + " | ".join([label for _, label in MASK_COLUMNS] + ["largest share of entries"]) + " |"]
+    md.append("|" + "---|" * (len(MASK_COLUMNS) + 1))
+    for r in rows:
+        cells = []
+        for key, _ in MASK_COLUMNS:
+            v = r[key]
+            if key == "score_mass_coverage":
+                cells.append("–" if v is None else f"{100 * v:.1f}%")
+            elif key == "sensitivity_peak_bytes":
+                cells.append("–" if v is None else f"{v / 2**30:.2f} GiB")
+            elif isinstance(v, float):
+                cells.append(f"{v:g}" if key == "density_requested" else f"{v:.1f}")
+            else:
+                cells.append("–" if v is None else str(v))
+        md.append("| " + " | ".join(cells + [r["largest share"]]) + " |")
+    write_text_atomic(out_md, "Masks (from resources/masks/**/density~*.json)\n\n" + "\n".join(md) + "\n")
+    return df

@@ -26,7 +26,13 @@ from zoharness import generation, models, scoring
 from zoharness.data import data_dir, load_split
 from zoharness.io import DataError, dumps, read_json, sha256_file, write_json_atomic, write_text_atomic
 from zoharness.methods import get_method
-from zoharness.profiling import cuda_peaks, latency_stats, peak_rss_bytes
+from zoharness.profiling import (
+    cuda_peaks,
+    latency_stats,
+    peak_rss_bytes,
+    train_phase_peaks,
+    train_phase_start,
+)
 from zoharness.provenance import run_info
 from zoharness.tasks import get_task
 from zoharness.tasks.base import GENERATION
@@ -97,6 +103,26 @@ def _eval_metrics(name: str, result: dict) -> dict:
     return {f"{name}_score": result["score"], **{f"{name}_{k}": result[k] for k in keys}}
 
 
+def _method_inputs(module, method_id: str, given: dict[str, str]) -> dict[str, str]:
+    wanted = tuple(getattr(module, "INPUTS", ()))
+    missing = [n for n in wanted if n not in given]
+    if missing:
+        raise DataError(f"method {method_id!r} needs input file(s) {missing}: pass --input NAME=PATH")
+    unknown = sorted(set(given) - set(wanted))
+    if unknown:
+        raise DataError(f"method {method_id!r} takes input files {list(wanted)}, not {unknown}")
+    for name, path in given.items():
+        if not Path(path).exists():
+            raise DataError(f"{path}: input {name!r} of method {method_id!r} not found")
+    return dict(given)
+
+
+def _resident_bytes(model) -> int:
+    """Bytes of the model's parameters and buffers (tied tensors once), as built for training."""
+    tensors = {id(t): t for t in [*model.parameters(), *model.buffers()]}
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
 def pick_device(requested: str) -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -112,8 +138,10 @@ def train(
     out_dir,
     threads: int | None = None,
     stop_after: int | None = None,
+    inputs: dict[str, str] | None = None,
 ) -> dict | None:
-    """Run (or resume) one run. stop_after=k returns after step k without finishing (simulates a kill)."""
+    """Run (or resume) one run. stop_after=k returns after step k without finishing (simulates a kill).
+    `inputs` are the method's extra files (its INPUTS: a mask, a rephrased train set), name -> path."""
     wall_start = time.perf_counter()
     cfg = read_json(run_config_path)
     out_dir = Path(out_dir)
@@ -131,6 +159,7 @@ def train(
 
     module = get_method(cfg["method_id"])
     params = module.Params(**cfg["params"])
+    inputs = _method_inputs(module, cfg["method_id"], inputs or {})
     task = get_task(cfg["task"])
     split = load_split(read_json(split_path), data_dir(cfg["data"]), str(split_path))
     model, tokenizer = models.load(model_ref_path, cfg["precision"]["weights"], device)
@@ -138,7 +167,7 @@ def train(
     total = module.num_steps(params, len(split.train))
     # Evaluation-only methods (zero-shot, ICL) never batch the train split: skip tokenising it.
     train_set = _encode_train(tokenizer, task, split.train, max_length) if total else []
-    impl = module.build(model, params, cfg["seed"])
+    impl = module.build(model, params, cfg["seed"], **inputs)
 
     work = out_dir / INPROGRESS
     log_path = work / "train_log.jsonl"
@@ -152,6 +181,8 @@ def train(
         "total_steps": total,
         "dtype": cfg["precision"]["weights"],
         "device": str(device),
+        # A different input file (another mask) makes the in-progress log a different run.
+        "inputs": {name: {"path": str(path), "sha256": sha256_file(path)} for name, path in inputs.items()},
         **(impl.trajectory_header() if hasattr(impl, "trajectory_header") else {}),
     }
     old_header, records = _read_log(log_path)
@@ -172,6 +203,8 @@ def train(
     if records:
         print(f"[zoharness] resumed from {log_path} at step {len(records)} of {total}", file=sys.stderr)
 
+    model_bytes = _resident_bytes(model)
+    memory_at_start = train_phase_start(device)
     batch_size = getattr(params, "batch_size", 1)
     sampler = BatchSampler(len(split.train), batch_size, cfg["seed"])
     pad_id = tokenizer.pad_token_id
@@ -209,6 +242,7 @@ def train(
             if stop_after is not None and step + 1 >= stop_after and step + 1 < total:
                 return None
 
+    train_memory = train_phase_peaks(device, memory_at_start) if total else {}
     eval_start = time.perf_counter()
     results = {}
     for name, examples in (("dev", split.dev), ("test", split.test)):
@@ -250,6 +284,8 @@ def train(
         "device": str(device),
         "torch_threads": threads,
         **(impl.extra_metrics() if hasattr(impl, "extra_metrics") else {}),
+        "model_bytes": model_bytes,
+        **train_memory,
         "peak_rss_bytes": peak_rss_bytes(),
         **cuda_peaks(device),
         **latency_stats(step_times),

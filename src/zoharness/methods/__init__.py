@@ -4,9 +4,11 @@
   VERSION  int; bump it to invalidate the method's cached results on purpose
   Params   frozen dataclass; defaults cite their source; __post_init__ validates ranges
   num_steps(params, n_train) -> int   optimisation steps the run takes (0: evaluation only)
-  build(model, params, seed) -> object with step(batch, index) -> dict (at least "loss"),
+  build(model, params, seed, **inputs) -> object with step(batch, index) -> dict (at least "loss"),
                                 optionally replay(record) and trajectory_header() (ZO methods)
                                 and extra_metrics() -> dict (merged into metrics.json)
+  INPUTS   optional tuple of names of extra input files (a mask, a rephrased train set) that the
+           method's rule file declares; build then receives them as keyword arguments (paths)
   eval_prompts(params, task, train, examples, split, seed) -> list[Prompt]   optional: the prompts to
                                 evaluate instead of the task's own (ICL prepends demonstrations)
 
@@ -25,6 +27,7 @@ _MODULES = {
     "fo": "zoharness.methods.fo",
     "mezo": "zoharness.methods.mezo",
     "icl": "zoharness.methods.icl",
+    "sparse_zo_int4": "zoharness.methods.sparse_zo_int4",
 }
 
 

@@ -1,0 +1,117 @@
+# sparse-ZO-int4's extra inputs: sensitivity scores per (model, corpus), then a mask per (density,
+# selection), cached under resources/masks/ and shared by every task and suite that asks for the same
+# one (task-gradient masks carry the task and suite in their corpus name: they read the suite's split,
+# that of the suite's first seed). Helpers live in the package (zoharness.sparse, the method module).
+from zoharness.methods import sparse_zo_int4 as _sparse
+from types import SimpleNamespace
+
+from zoharness import sparse as _sparse_lib
+
+MASKS = "resources/masks/{model}/{corpus}"
+
+METHOD_INPUTS["sparse_zo_int4"] = lambda w: {
+    "mask": _sparse.mask_stem(_sparse.Params(**method_entry(w)["params"]), w.model, w.task, NAME) + ".safetensors"
+}
+
+
+rule sensitivity:
+    conda:
+        "../../envs/zoharness.yaml"
+    input:
+        unpack(
+            lambda w: _sparse_lib.sensitivity_inputs(
+                w.corpus, DATA["dir"], lambda task: SPLIT.format(task=task, seed=SUITE["seeds"][0])
+            )
+        ),
+        model_ref=MODEL_REF,
+    output:
+        scores=f"{MASKS}/sensitivity.safetensors",
+        info=f"{MASKS}/sensitivity.json",
+    wildcard_constraints:
+        corpus=r"wiki-passages|c4|task-[a-z0-9]+-.+",
+    params:
+        # task corpora read the suite's split (and its data folder); wiki-passages the bundled files
+        args=lambda w, input: (
+            f"--data-dir {shlex.quote(DATA_DIR)} --split {shlex.quote(input.split)}"
+            if "split" in input.keys()
+            else f"--data-dir {shlex.quote(DATA['dir'])}"
+        ),
+        device=SUITE["device"],
+    threads: SUITE["threads"]
+    resources:
+        gpu=uses_gpu(),
+    log:
+        "logs/masks/{model}/{corpus}/sensitivity.log",
+    benchmark:
+        "benchmarks/masks/{model}/{corpus}/sensitivity.tsv"
+    shell:
+        "python -m zoharness sensitivity --model-ref {input.model_ref:q} --corpus {wildcards.corpus:q} "
+        "{params.args} --device {params.device} --threads {threads} --out {output.scores:q} > {log:q} 2>&1"
+
+
+rule mask:
+    conda:
+        "../../envs/zoharness.yaml"
+    input:
+        unpack(lambda w: {} if w.corpus == "random" else {"scores": f"{MASKS}/sensitivity.safetensors".format(**w)}),
+        model_ref=MODEL_REF,
+    output:
+        mask=f"{MASKS}/density~{{density}}-{{selection}}.safetensors",
+        stats=f"{MASKS}/density~{{density}}-{{selection}}.json",
+    wildcard_constraints:
+        corpus=r"wiki-passages|c4|random|task-[a-z0-9]+-.+",
+        density=r"[0-9.e+-]+",
+        selection="global|per_matrix",
+    params:
+        scores=lambda w, input: f"--sensitivity {shlex.quote(input.scores)}" if "scores" in input.keys() else "",
+    log:
+        "logs/masks/{model}/{corpus}/density~{density}-{selection}.log",
+    benchmark:
+        "benchmarks/masks/{model}/{corpus}/density~{density}-{selection}.tsv"
+    shell:
+        "python -m zoharness mask --model-ref {input.model_ref:q} --corpus {wildcards.corpus:q} "
+        "--density {wildcards.density} --selection {wildcards.selection} {params.scores} "
+        "--out {output.mask:q} > {log:q} 2>&1"
+
+
+# Accuracy vs density, memory by component and the masks' stats, when the suite runs the method.
+SPARSE_FIGURES = [f"figures/{NAME}/sparse-{kind}.{ext}" for kind in ("density", "memory") for ext in ("png", "pdf")]
+MASK_TABLES = [f"results/tables/{NAME}-masks.csv", f"results/tables/{NAME}-masks.md"]
+if any(entry["method"] == "sparse_zo_int4" for entry in SUITE["methods"].values()):
+    EXTRA_TARGETS += SPARSE_FIGURES + MASK_TABLES
+
+
+rule mask_table:
+    conda:
+        "../../envs/zoharness.yaml"
+    input:
+        stats=lambda w: sorted(
+            {
+                METHOD_INPUTS["sparse_zo_int4"](SimpleNamespace(model=m, task=t, method=me))["mask"].replace(".safetensors", ".json")
+                for m, t, me, _ in runs(SUITE)
+                if SUITE["methods"][me]["method"] == "sparse_zo_int4"
+            }
+        ),
+    output:
+        csv=MASK_TABLES[0],
+        md=MASK_TABLES[1],
+    log:
+        f"logs/{NAME}/mask_table.log",
+    shell:
+        "python -m zoharness mask-table --out-csv {output.csv:q} --out-md {output.md:q} {input.stats:q} > {log:q} 2>&1"
+
+
+rule sparse_figures:
+    conda:
+        "../../envs/zoharness.yaml"
+    input:
+        metrics=lambda w: [f"{d}/metrics.json" for d in run_dirs()],
+    output:
+        SPARSE_FIGURES,
+    params:
+        suite=NAME,
+        out_dir=lambda w, output: os.path.dirname(output[0]),
+    log:
+        f"logs/{NAME}/sparse_figures.log",
+    shell:
+        "python -m zoharness sparse-figures --suite {params.suite} --out-dir {params.out_dir:q} {input.metrics:q} > {log:q} 2>&1"

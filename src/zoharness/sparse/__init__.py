@@ -1,0 +1,30 @@
+"""Sparse ZO over a frozen (4-bit) base: sensitivity masks, the base + sparse-delta linear layer.
+
+Used by the sparse_zo_int4 method (SensZOQ, arXiv 2406.02913). Nothing here is imported at
+Snakefile parse time; bitsandbytes is imported only when a 4-bit base is built.
+"""
+
+# Mask selection rules (here, not in mask.py, so validating a config does not import torch).
+SELECTIONS = ("global", "per_matrix")
+
+
+def wiki_passage_files(data_dir) -> list[str]:
+    """The bundled files the offline sensitivity corpus (`wiki-passages`) reads."""
+    return [
+        f"{data_dir}/squad/validation.jsonl",
+        f"{data_dir}/multirc/train.jsonl",
+        f"{data_dir}/multirc/validation.jsonl",
+    ]
+
+
+def sensitivity_inputs(corpus: str, bundled_dir: str, split_of_task) -> dict:
+    """The files a sensitivity job reads: the task's split for a task-gradient corpus (task-<task>-<suite>),
+    the bundled paragraphs for wiki-passages, nothing local for c4 (it streams)."""
+    import re
+
+    task = re.fullmatch(r"task-([a-z0-9]+)-.+", corpus)
+    if task:
+        return {"split": split_of_task(task.group(1))}
+    if corpus == "wiki-passages":
+        return {"data": wiki_passage_files(bundled_dir)}
+    return {}
