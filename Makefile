@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup run test lint bench grid smoke offline-all offline-all-partial crosscheck paper-dry-run
+.PHONY: setup run test lint bench bench-sparse profile-sparse sparse-ablations grid smoke offline-all offline-all-partial crosscheck paper-dry-run
 
 setup: $(STAMP)
 
@@ -39,6 +39,18 @@ grid: $(STAMP)
 bench: $(STAMP)
 	snakemake --cores all resources/models/smollm2-135m/model_ref.json
 	python bench/mezo_step.py
+
+# sparse-ZO-int4: step time vs dense MeZO (needs the default suite's mask), then the CPU memory profile
+# (a scaled-down Llama-2-7B shape; on a GPU: python bench/sparse_zo_profile.py --device cuda).
+bench-sparse: $(STAMP)
+	snakemake --cores all resources/masks/smollm2-135m/wiki-passages/density~0.001-global.safetensors
+	python bench/sparse_zo_step.py
+
+profile-sparse: $(STAMP)
+	python bench/sparse_zo_profile.py
+
+sparse-ablations: $(STAMP)
+	snakemake --cores all --configfile config/sparse-zo-ablations.yaml
 
 offline-all: $(STAMP)
 	snakemake --cores all --configfile config/offline-all.yaml

@@ -64,6 +64,18 @@ SHAPES = {
             "word_embed_proj_dim": 2048,
         },
     ),
+    # a seconds-long check of the script itself
+    "llama-tiny": (
+        "llama",
+        {
+            "hidden_size": 128,
+            "intermediate_size": 256,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 4,
+            "vocab_size": 512,
+        },
+    ),
     # CPU stand-in: Llama-2-7B at 1/4 width and 1/4 depth
     "llama2-7b/16": (
         "llama",
@@ -176,7 +188,10 @@ def one(shape: str, method: str, args) -> dict:
                 torch.cuda.synchronize(device)
             times.append(time.perf_counter() - t)
     out.update(
-        profiling.train_phase_peaks(device, start), profiling.latency_stats(times, skip_warmup=args.warmup)
+        {
+            **profiling.train_phase_peaks(device, start),
+            **profiling.latency_stats(times, skip_warmup=args.warmup),
+        }
     )
     out["step_times_s"] = times
     if device.type == "cuda":

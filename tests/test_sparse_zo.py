@@ -10,7 +10,7 @@ import torch
 from tests.helpers import make_run, suite
 from zoharness import models, scoring
 from zoharness.config import ConfigError, run_spec
-from zoharness.io import BackendUnavailableError, read_json
+from zoharness.io import BackendUnavailableError, read_json, sha256_file
 from zoharness.methods import get_method
 from zoharness.methods.sparse_zo_int4 import Params, mask_stem
 from zoharness.sparse import calibration, layers, mask, pipeline
@@ -296,3 +296,28 @@ def test_ablation_configs_resolve_to_distinct_runs_and_masks():
     )
     assert stems["sparse_task"] == "resources/masks/tiny-llama/task-sst2-t/density~0.001-global"
     assert len(set(stems.values())) == len(stems) - 1  # only the dense-base ablation shares its mask
+
+
+def test_resume_after_kill_equals_uninterrupted(tmp_path, model_refs, capsys):
+    from zoharness.train import read_train_log, train
+
+    full_dir, _, full, mask_path = _sparse_run(tmp_path / "full", model_refs)
+    run_dir, split = make_run(
+        tmp_path / "killed", "sparse_zo_int4", {"lr": 1.0, "eps": 1e-2, "steps": 4, "batch_size": 4}
+    )
+    args = (run_dir / "run_config.json", split, model_refs["llama"], run_dir)
+    assert train(*args, inputs={"mask": str(mask_path)}, stop_after=2) is None
+    resumed = train(*args, inputs={"mask": str(mask_path)})
+    assert "resumed from" in capsys.readouterr().err
+    assert resumed["test_accuracy"] == full["test_accuracy"]
+    strip = [
+        {k: v for k, v in r.items() if k != "elapsed_s"}
+        for r in read_train_log(full_dir / "train_log.jsonl")[1]
+    ]
+    assert strip == [
+        {k: v for k, v in r.items() if k != "elapsed_s"}
+        for r in read_train_log(run_dir / "train_log.jsonl")[1]
+    ]
+    # the header records the mask's hash, so a log made with another mask is not resumed
+    header, _ = read_train_log(run_dir / "train_log.jsonl")
+    assert header["inputs"]["mask"]["sha256"] == sha256_file(mask_path)

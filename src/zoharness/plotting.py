@@ -131,10 +131,15 @@ def sparse_figures(metrics_paths: list[str | Path], out_dir: str | Path, suite: 
         for _, r in sub[sub["method_id"] == "mezo"].iterrows():
             ax.plot([1.0], [100 * r["test_score"]], "k*", markersize=10, label=f"{r['label']} (density 1)")
         for label, g in untrained[untrained["task"] == task].groupby("label"):
-            ax.axhline(100 * g["test_score"].mean(), color="gray", linestyle="--", label=f"{label} (no training)")
+            ax.axhline(
+                100 * g["test_score"].mean(), color="gray", linestyle="--", label=f"{label} (no training)"
+            )
         ax.set_xscale("log")
-        ax.set(xlabel="trained fraction of the linear weights (density)", ylabel="test metric (%)",
-               title=f"{task}: accuracy vs density")
+        ax.set(
+            xlabel="trained fraction of the linear weights (density)",
+            ylabel="test metric (%)",
+            title=f"{task}: accuracy vs density",
+        )
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle(f"sparse ZO: suite {suite}", fontsize=10)
@@ -156,8 +161,10 @@ def sparse_figures(metrics_paths: list[str | Path], out_dir: str | Path, suite: 
             ax.barh(np.arange(len(mem)), values, left=left, label=legend)
             left += values
     ax.set_yticks(np.arange(len(mem)), mem["label"])
-    ax.set(xlabel="MiB (CPU: transients are RSS growth during the steps, an upper bound)",
-           title=f"Memory by component: suite {suite}")
+    ax.set(
+        xlabel="MiB (CPU: transients are RSS growth during the steps, an upper bound)",
+        title=f"Memory by component: suite {suite}",
+    )
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(axis="x", alpha=0.3)
     paths += _save(fig, Path(out_dir), "sparse-memory")

@@ -40,18 +40,16 @@ class Params:
     noise_threads: int = 1  # the deltas are small: one thread draws them fastest
 
     def __post_init__(self):
-        from zoharness.sparse import SELECTIONS
+        from zoharness.sparse import BASES, SELECTIONS, check_density
 
         require(self.lr > 0, f"sparse_zo_int4.lr must be > 0, got {self.lr}")
         require(self.eps > 0, f"sparse_zo_int4.eps must be > 0, got {self.eps}")
         require(self.batch_size >= 1, f"sparse_zo_int4.batch_size must be >= 1, got {self.batch_size}")
         require(self.steps >= 1, f"sparse_zo_int4.steps must be >= 1, got {self.steps}")
-        require(
-            not isinstance(self.density, bool)
-            and isinstance(self.density, int | float)
-            and 0 < self.density <= 1,
-            f"sparse_zo_int4.density must be in (0, 1], got {self.density!r}",
-        )
+        try:
+            check_density(self.density)
+        except ValueError as e:
+            raise ValueError(f"sparse_zo_int4.{e}") from None
         require(
             self.mask in MASK_CORPORA, f"sparse_zo_int4.mask must be one of {MASK_CORPORA}, got {self.mask!r}"
         )
@@ -59,10 +57,7 @@ class Params:
             self.selection in SELECTIONS,
             f"sparse_zo_int4.selection must be one of {SELECTIONS}, got {self.selection!r}",
         )
-        require(
-            self.base in ("nf4", "fp4", "dense"),
-            f"sparse_zo_int4.base must be nf4, fp4 or dense, got {self.base!r}",
-        )
+        require(self.base in BASES, f"sparse_zo_int4.base must be one of {BASES}, got {self.base!r}")
         require(
             self.quant_blocksize in (64, 128, 256, 512, 1024, 2048, 4096),
             f"sparse_zo_int4.quant_blocksize must be a power of two in [64, 4096], got {self.quant_blocksize}",

@@ -4,8 +4,16 @@ Used by the sparse_zo_int4 method (SensZOQ, arXiv 2406.02913). Nothing here is i
 Snakefile parse time; bitsandbytes is imported only when a 4-bit base is built.
 """
 
-# Mask selection rules (here, not in mask.py, so validating a config does not import torch).
+# Names and checks shared with the method's Params (here, not in mask.py/layers.py, so validating a
+# config does not import torch).
 SELECTIONS = ("global", "per_matrix")
+BASES = ("nf4", "fp4", "dense")
+
+
+def check_density(density) -> float:
+    if isinstance(density, bool) or not isinstance(density, int | float) or not 0 < density <= 1:
+        raise ValueError(f"density must be in (0, 1], got {density!r}")
+    return float(density)
 
 
 def wiki_passage_files(data_dir) -> list[str]:

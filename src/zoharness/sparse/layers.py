@@ -18,9 +18,8 @@ import torch
 from torch import nn
 
 from zoharness.io import BackendUnavailableError
+from zoharness.sparse import BASES
 from zoharness.sparse.mask import eligible_linears
-
-BASES = ("nf4", "fp4", "dense")
 
 
 def _bitsandbytes(device: torch.device):

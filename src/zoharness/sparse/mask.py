@@ -20,19 +20,13 @@ from pathlib import Path
 import torch
 
 from zoharness.io import DataError, write_json_atomic
-from zoharness.sparse import SELECTIONS
+from zoharness.sparse import SELECTIONS, check_density
 
 MASK_FORMAT = 1
 
 
 class MaskMismatchError(ValueError):
     pass
-
-
-def check_density(density) -> float:
-    if isinstance(density, bool) or not isinstance(density, int | float) or not 0 < density <= 1:
-        raise ValueError(f"density must be in (0, 1], got {density!r}")
-    return float(density)
 
 
 def check_selection(selection: str) -> str:
