@@ -321,3 +321,12 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path, model_refs, capsys):
     # the header records the mask's hash, so a log made with another mask is not resumed
     header, _ = read_train_log(run_dir / "train_log.jsonl")
     assert header["inputs"]["mask"]["sha256"] == sha256_file(mask_path)
+
+
+def test_mask_file_is_byte_reproducible(tmp_path, model_refs):
+    """Timings live in the stats .json, not in the mask, so rebuilding a mask gives the same bytes."""
+    a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    for out in (a, b):
+        pipeline.build_mask(str(model_refs["llama"]), "random", 1e-2, "global", str(out))
+    assert a.read_bytes() == b.read_bytes()
+    assert read_json(tmp_path / "a.json")["selection_time_s"] >= 0

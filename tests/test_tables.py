@@ -71,3 +71,23 @@ def test_figures_from_table_and_logs(tables, tmp_path):
         head = p.read_bytes()[:8]
         assert head.startswith(b"\x89PNG") if p.suffix == ".png" else head.startswith(b"%PDF")
         assert p.stat().st_size > 5000
+
+
+def test_variants_sharing_a_label_are_told_apart_by_name(tmp_path):
+    """An lr grid without labels: every row would read "MeZO"; the table adds the variant's name."""
+    import json
+
+    paths = []
+    for name, acc in (("mezo_lr1", 0.6), ("mezo_lr2", 0.7)):
+        m = {
+            **read_json(next(p for p in METRICS if p.parts[-3] == "mezo")),
+            "method": name,
+            "test_score": acc,
+        }
+        path = tmp_path / name / "metrics.json"
+        path.parent.mkdir()
+        path.write_text(json.dumps(m))
+        paths.append(path)
+    write_tables(paths, "t", tmp_path / "t.csv", tmp_path / "t.md", tmp_path / "t-runs.csv")
+    md = (tmp_path / "t.md").read_text()
+    assert "| MeZO (mezo_lr1) |" in md and "| MeZO (mezo_lr2) |" in md

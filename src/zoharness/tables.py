@@ -113,6 +113,9 @@ def markdown(summary: pd.DataFrame, suite: str, task_labels: dict[str, str]) -> 
         f"{suite}/**/metrics.json by `zoharness table`.",
         "",
     ]
+    # Variants that share a display name (an lr grid without labels) are told apart by their names.
+    names = summary.drop_duplicates(["model", "method"])
+    shared = set(names.loc[names.duplicated(["model", "label"], keep=False), "label"])
     for split, key in (("Test", "test"), ("Dev", "dev")):
         lines += [
             f"## {split}",
@@ -130,7 +133,8 @@ def markdown(summary: pd.DataFrame, suite: str, task_labels: dict[str, str]) -> 
                 else "–"
                 for t in tasks
             ]
-            lines.append(f"| {model} | {label} | " + " | ".join(cells) + " |")
+            shown = f"{label} ({_method})" if label in shared else label
+            lines.append(f"| {model} | {shown} | " + " | ".join(cells) + " |")
         n_line = ", ".join(
             f"{task_labels.get(t, t)} {int(summary[summary.task == t][f'n_{key}'].max())}" for t in tasks
         )

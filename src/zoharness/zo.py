@@ -59,8 +59,10 @@ class SeededNoise:
         self.tensors = [t for _, t in named_tensors]
         self.cache = cache
         self.generators = [torch.Generator(device=t.device) for t in self.tensors]
+        # zeros, not empty: the pages are touched now, so memory measured from the training loop's
+        # start counts the cache as resident rather than as a step transient
         self._buffers = (
-            [torch.empty(t.shape, dtype=torch.float32, device=t.device) for t in self.tensors]
+            [torch.zeros(t.shape, dtype=torch.float32, device=t.device) for t in self.tensors]
             if cache
             else None
         )

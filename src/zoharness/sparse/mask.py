@@ -22,7 +22,7 @@ import torch
 from zoharness.io import DataError, write_json_atomic
 from zoharness.sparse import SELECTIONS, check_density
 
-MASK_FORMAT = 1
+MASK_FORMAT = 2
 
 
 class MaskMismatchError(ValueError):
@@ -139,11 +139,10 @@ def save(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {name: idx.to(torch.int32).contiguous() for name, idx in indices.items()}
-    metadata = {
-        "format": str(MASK_FORMAT),
-        "shapes": json.dumps(shapes),
-        "meta": json.dumps(meta, sort_keys=True),
-    }
+    # One metadata key holding sorted JSON: safetensors does not keep the order of several keys,
+    # and the file should be byte-reproducible.
+    header = {"format": MASK_FORMAT, "shapes": shapes, "meta": meta}
+    metadata = {"zoharness_mask": json.dumps(header, sort_keys=True)}
     tmp = path.with_name(f".{path.name}.tmp")
     save_file(tensors, str(tmp), metadata=metadata)
     tmp.replace(path)
@@ -157,12 +156,14 @@ def load(path: str | Path, model=None) -> tuple[dict[str, torch.Tensor], dict]:
     if not path.exists():
         raise DataError(f"{path}: mask file not found; build it with `zoharness mask`")
     with safe_open(str(path), framework="pt") as f:
-        metadata = f.metadata() or {}
-        if metadata.get("format") != str(MASK_FORMAT):
-            raise DataError(f"{path}: not a mask file of format {MASK_FORMAT} (metadata {metadata})")
+        header = json.loads((f.metadata() or {}).get("zoharness_mask", "{}"))
+        if header.get("format") != MASK_FORMAT:
+            raise DataError(
+                f"{path}: not a mask file of format {MASK_FORMAT}; rebuild it with `zoharness mask`"
+            )
         indices = {name: f.get_tensor(name).long() for name in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
-    shapes = json.loads(metadata["shapes"])
-    meta = {"shapes": shapes, **json.loads(metadata["meta"])}
+    shapes = header["shapes"]
+    meta = {"shapes": shapes, **header["meta"]}
     if model is not None:
         check_fits(path, shapes, eligible_shapes(model))
     return indices, meta

@@ -120,7 +120,7 @@ def build_mask(
         shapes = mask.eligible_shapes(model)
         del model
         scores = mask.random_scores(shapes, RANDOM_MASK_SEED)
-        source = {"random_seed": RANDOM_MASK_SEED}
+        source, cost = {"random_seed": RANDOM_MASK_SEED}, {}
         coverage_scores = None
     else:
         if sensitivity_path is None:
@@ -128,9 +128,9 @@ def build_mask(
         scores = load_file(sensitivity_path)
         source_info = read_json(Path(sensitivity_path).with_suffix(".json"))
         shapes = source_info["shapes"]
-        source = {
-            "sensitivity": str(sensitivity_path),
-            "sensitivity_sha256": sha256_file(sensitivity_path),
+        source = {"sensitivity": str(sensitivity_path), "sensitivity_sha256": sha256_file(sensitivity_path)}
+        # what the sensitivity step cost: in the stats only, so the mask file itself is byte-reproducible
+        cost = {
             "sensitivity_time_s": source_info["wall_time_s"],
             "sensitivity_process_peak_rss_bytes": source_info.get("peak_rss_bytes"),
             **{k: v for k, v in source_info.items() if k.startswith("sensitivity_")},
@@ -148,6 +148,7 @@ def build_mask(
     mask.save(out, indices, shapes, meta)
     stats = {
         **meta,
+        **cost,
         **stats,
         "selection_time_s": time.perf_counter() - start,
         "index_bytes_on_disk_int32": 4 * stats["selected"],
