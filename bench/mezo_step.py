@@ -20,7 +20,6 @@ import json
 import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -30,7 +29,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from zoharness import models, scoring  # noqa: E402
 from zoharness.io import iter_jsonl, write_json_atomic  # noqa: E402
-from zoharness.profiling import device_name  # noqa: E402
+from zoharness.profiling import device_name, interleaved_times  # noqa: E402
 from zoharness.tasks.base import Prompt  # noqa: E402
 from zoharness.zo import ZOSGD, trainable_parameters  # noqa: E402
 
@@ -46,6 +45,22 @@ def make_batch(tokenizer, batch: int, seq_len: int) -> scoring.Batch:
         prompts.append(Prompt(chunk, (" terrible", " great"), b % 2))
     encoded = [scoring.encode(tokenizer, p, seq_len) for p in prompts]
     return scoring.collate(encoded, tokenizer.pad_token_id)
+
+
+def settings(args, batch: scoring.Batch, device) -> dict:
+    """What every timing in a step benchmark's JSON was measured with."""
+    return {
+        "batch": args.batch,
+        "seq_len": args.seq_len,
+        "tokens_per_forward": int(batch.n_tokens),
+        "dtype": args.dtype,
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "warmup": args.warmup,
+        "device": device_name(device),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+    }
 
 
 class ReferenceMeZO:
@@ -116,31 +131,13 @@ def main(argv=None) -> int:
         ),
         **{name: (lambda i, impl=impl: impl.step(batch, i)) for name, impl in variants.items()},
     }
-    # Interleaved rounds: every round times each call once, so slow drift of the machine (thermal,
-    # other load) hits all variants alike and the ratios stay comparable.
-    times = {name: [] for name in calls}
-    with torch.no_grad():
-        for r in range(args.warmup + args.repeats):
-            for name, fn in calls.items():
-                t0 = time.perf_counter()
-                fn(r)
-                if r >= args.warmup:
-                    times[name].append(time.perf_counter() - t0)
+    times = interleaved_times(calls, args.warmup, args.repeats)
     fwd_med = statistics.median(times["forward"])
     full_med = statistics.median(times["full_logits_forward"])
     result = {
         "command": "python bench/mezo_step.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "model_ref": json.loads(Path(args.model_ref).read_text()).get("slug"),
-        "batch": args.batch,
-        "seq_len": args.seq_len,
-        "tokens_per_forward": int(batch.n_tokens),
-        "dtype": args.dtype,
-        "threads": args.threads,
-        "repeats": args.repeats,
-        "warmup": args.warmup,
-        "device": device_name("cpu"),
-        "platform": platform.platform(),
-        "torch": torch.__version__,
+        **settings(args, batch, "cpu"),
         "forward_median_s": fwd_med,
         "forward_times_s": times["forward"],
         "full_logits_forward_median_s": full_med,

@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -30,20 +28,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from mezo_step import make_batch  # noqa: E402
+from mezo_step import make_batch, settings  # noqa: E402
 
 from zoharness import models, scoring  # noqa: E402
 from zoharness.io import write_json_atomic  # noqa: E402
-from zoharness.profiling import device_name  # noqa: E402
+from zoharness.profiling import interleaved_times  # noqa: E402
 from zoharness.sparse import layers, mask  # noqa: E402
 from zoharness.zo import ZOSGD, step_seed, trainable_parameters  # noqa: E402
 
 DEFAULT_MASK = ROOT / "resources/masks/smollm2-135m/wiki-passages/density~0.001-global.safetensors"
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def main(argv=None) -> int:
@@ -111,17 +104,8 @@ def main(argv=None) -> int:
     calls["dense forward"] = lambda i: scoring.loss(model, batch)
     calls["sparse/nf4 forward"] = lambda i: scoring.loss(owners["sparse/nf4"], batch)
     calls["sparse/dense forward"] = lambda i: scoring.loss(owners["sparse/dense"], batch)
-    # Interleaved rounds: drift of a shared machine hits every call alike.
-    times = {name: [] for name in calls}
-    with torch.no_grad():
-        for r in range(args.warmup + args.repeats):
-            for name, fn in calls.items():
-                _sync(device)
-                t0 = time.perf_counter()
-                fn(r)
-                _sync(device)
-                if r >= args.warmup:
-                    times[name].append(time.perf_counter() - t0)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else None
+    times = interleaved_times(calls, args.warmup, args.repeats, sync)
     med = {name: statistics.median(t) for name, t in times.items()}
     ratios = {
         "sparse/nf4 step / mezo/none step": med["sparse/nf4 step"] / med["mezo/none step"],
@@ -137,16 +121,7 @@ def main(argv=None) -> int:
         "model_ref": json.loads(Path(args.model_ref).read_text()).get("slug"),
         "mask": mask_info,
         "selected_entries": int(sum(i.numel() for i in indices.values())),
-        "batch": args.batch,
-        "seq_len": args.seq_len,
-        "tokens_per_forward": int(batch.n_tokens),
-        "dtype": args.dtype,
-        "threads": args.threads,
-        "repeats": args.repeats,
-        "warmup": args.warmup,
-        "device": device_name(device),
-        "platform": platform.platform(),
-        "torch": torch.__version__,
+        **settings(args, batch, device),
         "median_s": med,
         "times_s": times,
         "ratios": ratios,

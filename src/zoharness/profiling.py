@@ -118,3 +118,26 @@ def device_name(device) -> str:
     import platform
 
     return platform.processor() or "cpu"
+
+
+def interleaved_times(calls: dict, warmup: int, repeats: int, sync=None) -> dict[str, list[float]]:
+    """Wall times of each call over `repeats` rounds after `warmup` ones, every round timing each call
+    once, so slow drift of a shared machine (thermal, other load) hits all calls alike. `sync` (e.g.
+    CUDA synchronize) runs before and after each call. Calls receive the round index."""
+    import time
+
+    import torch
+
+    times = {name: [] for name in calls}
+    with torch.no_grad():
+        for r in range(warmup + repeats):
+            for name, fn in calls.items():
+                if sync:
+                    sync()
+                t0 = time.perf_counter()
+                fn(r)
+                if sync:
+                    sync()
+                if r >= warmup:
+                    times[name].append(time.perf_counter() - t0)
+    return times
