@@ -3,8 +3,6 @@
 # one (task-gradient masks carry the task and suite in their corpus name: they read the suite's split,
 # that of the suite's first seed). Helpers live in the package (zoharness.sparse, the method module).
 from zoharness.methods import sparse_zo_int4 as _sparse
-from types import SimpleNamespace
-
 from zoharness import sparse as _sparse_lib
 
 MASKS = "resources/masks/{model}/{corpus}"
@@ -87,7 +85,7 @@ rule mask_table:
     input:
         stats=lambda w: sorted(
             {
-                METHOD_INPUTS["sparse_zo_int4"](SimpleNamespace(model=m, task=t, method=me))["mask"].replace(".safetensors", ".json")
+                _sparse.mask_stem(_sparse.Params(**SUITE["methods"][me]["params"]), m, t, NAME) + ".json"
                 for m, t, me, _ in runs(SUITE)
                 if SUITE["methods"][me]["method"] == "sparse_zo_int4"
             }

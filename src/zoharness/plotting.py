@@ -113,10 +113,8 @@ def sparse_figures(metrics_paths: list[str | Path], out_dir: str | Path, suite: 
     untrained = rows[rows["steps"] == 0]  # zero-shot: a reference line
     rows = rows[rows["steps"] > 0]
     runs = rows.groupby(["task", "method"], sort=False).mean(numeric_only=True).reset_index()
-    runs = runs.merge(rows.drop_duplicates("method")[["method", "method_id", "label"]], on="method")
-    for key in ("sparse_base", "sparse_mask"):
-        if key in rows:
-            runs = runs.merge(rows.drop_duplicates("method")[["method", key]], on="method", how="left")
+    text = [c for c in ("method_id", "label", "sparse_base", "sparse_mask") if c in rows]
+    runs = runs.merge(rows.drop_duplicates("method")[["method", *text]], on="method")
     paths = []
     tasks = list(dict.fromkeys(runs["task"]))
     fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4), squeeze=False)

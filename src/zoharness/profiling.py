@@ -13,6 +13,12 @@ def peak_rss_bytes() -> int:
     return int(rss if sys.platform == "darwin" else rss * 1024)  # Linux reports KiB
 
 
+def tensor_bytes(tensors) -> int:
+    """Bytes held by the tensors, each counted once (tied weights appear twice in a model's lists)."""
+    unique = {id(t): t for t in tensors if t is not None}
+    return sum(t.numel() * t.element_size() for t in unique.values())
+
+
 def _status_bytes(field: str) -> int | None:
     """A /proc/self/status memory field (VmRSS, VmHWM) in bytes; None where there is no procfs."""
     try:

@@ -23,10 +23,8 @@ def replay_run(run_dir, model_ref, out_dir=None, upto: int | None = None):
         raise ValueError(f"{run_dir}: method {cfg['method_id']!r} has no replayable trajectory")
     for record in records[:upto]:
         impl.replay(record)
-    if out_dir is not None and hasattr(impl, "save"):  # e.g. only the sparse delta of a frozen base
-        impl.save(out_dir)
-        tokenizer.save_pretrained(out_dir)
-    elif out_dir is not None:
-        model.save_pretrained(out_dir)
+    if out_dir is not None:
+        # a method with its own save writes only what it trained (e.g. the sparse delta of a frozen base)
+        (impl.save if hasattr(impl, "save") else model.save_pretrained)(out_dir)
         tokenizer.save_pretrained(out_dir)
     return model

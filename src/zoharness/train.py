@@ -30,6 +30,7 @@ from zoharness.profiling import (
     cuda_peaks,
     latency_stats,
     peak_rss_bytes,
+    tensor_bytes,
     train_phase_peaks,
     train_phase_start,
 )
@@ -117,12 +118,6 @@ def _method_inputs(module, method_id: str, given: dict[str, str]) -> dict[str, s
     return dict(given)
 
 
-def _resident_bytes(model) -> int:
-    """Bytes of the model's parameters and buffers (tied tensors once), as built for training."""
-    tensors = {id(t): t for t in [*model.parameters(), *model.buffers()]}
-    return sum(t.numel() * t.element_size() for t in tensors.values())
-
-
 def pick_device(requested: str) -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -203,7 +198,7 @@ def train(
     if records:
         print(f"[zoharness] resumed from {log_path} at step {len(records)} of {total}", file=sys.stderr)
 
-    model_bytes = _resident_bytes(model)
+    model_bytes = tensor_bytes([*model.parameters(), *model.buffers()])  # as built for training
     memory_at_start = train_phase_start(device)
     batch_size = getattr(params, "batch_size", 1)
     sampler = BatchSampler(len(split.train), batch_size, cfg["seed"])

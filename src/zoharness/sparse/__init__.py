@@ -25,14 +25,20 @@ def wiki_passage_files(data_dir) -> list[str]:
     ]
 
 
+def corpus_task(corpus: str) -> str | None:
+    """The task of a task-gradient corpus name (task-<task>-<suite>); None for the other corpora."""
+    import re
+
+    match = re.fullmatch(r"task-([a-z0-9]+)-.+", corpus)
+    return match.group(1) if match else None
+
+
 def sensitivity_inputs(corpus: str, bundled_dir: str, split_of_task) -> dict:
     """The files a sensitivity job reads: the task's split for a task-gradient corpus (task-<task>-<suite>),
     the bundled paragraphs for wiki-passages, nothing local for c4 (it streams)."""
-    import re
-
-    task = re.fullmatch(r"task-([a-z0-9]+)-.+", corpus)
+    task = corpus_task(corpus)
     if task:
-        return {"split": split_of_task(task.group(1))}
+        return {"split": split_of_task(task)}
     if corpus == "wiki-passages":
         return {"data": wiki_passage_files(bundled_dir)}
     return {}

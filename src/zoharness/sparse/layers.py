@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from zoharness.io import BackendUnavailableError
+from zoharness.profiling import tensor_bytes
 from zoharness.sparse import BASES
 from zoharness.sparse.mask import eligible_linears
 
@@ -77,20 +78,17 @@ class SparseDeltaLinear(nn.Module):
         return nn.functional.linear(x, self.effective_weight().to(x.dtype), self.bias)
 
     def memory(self) -> dict[str, int]:
-        def nbytes(t):
-            return t.numel() * t.element_size()
-
         base = (
-            nbytes(self.weight)
+            tensor_bytes([self.weight])
             if self.base_kind == "dense"
-            else nbytes(self.codes) + _state_bytes(self.quant_state)
+            else tensor_bytes([self.codes]) + _state_bytes(self.quant_state)
         )
         return {
             "base": base,
-            "delta_values": nbytes(self.delta),
+            "delta_values": tensor_bytes([self.delta]),
             # stored as int32 on disk; int64 in memory because index_add_ wants long indices
-            "delta_indices": nbytes(self.index),
-            "bias": nbytes(self.bias) if self.bias is not None else 0,
+            "delta_indices": tensor_bytes([self.index]),
+            "bias": tensor_bytes([self.bias]),
         }
 
     def extra_repr(self) -> str:
@@ -104,7 +102,7 @@ def _state_bytes(state) -> int:
     total = 0
     for value in vars(state).values():
         if isinstance(value, torch.Tensor):
-            total += value.numel() * value.element_size()
+            total += tensor_bytes([value])
         elif hasattr(value, "absmax"):
             total += _state_bytes(value)
     return total
@@ -135,16 +133,14 @@ def memory_by_component(model) -> dict[str, int]:
     """Resident bytes: the frozen base of the eligible matrices, the sparse values and indices, and
     everything else the model holds (embeddings, norms, head, biases) as `frozen_other`."""
     out = {"base": 0, "delta_values": 0, "delta_indices": 0, "frozen_other": 0}
-    seen = set()
+    sparse_owned = set()
     for m in model.modules():
         if isinstance(m, SparseDeltaLinear):
             mem = m.memory()
             for k in ("base", "delta_values", "delta_indices"):
                 out[k] += mem[k]
             out["frozen_other"] += mem["bias"]
-            seen |= {id(t) for t in [*m.parameters(recurse=False), *m.buffers(recurse=False)]}
-    for t in [*model.parameters(), *model.buffers()]:
-        if id(t) not in seen:  # tied weights are one tensor: count them once
-            seen.add(id(t))
-            out["frozen_other"] += t.numel() * t.element_size()
+            sparse_owned |= {id(t) for t in [*m.parameters(recurse=False), *m.buffers(recurse=False)]}
+    others = [t for t in [*model.parameters(), *model.buffers()] if id(t) not in sparse_owned]
+    out["frozen_other"] += tensor_bytes(others)
     return out

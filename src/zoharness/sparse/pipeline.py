@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 
@@ -11,10 +10,9 @@ import torch
 
 from zoharness import models, profiling
 from zoharness.io import DataError, read_json, sha256_file, write_json_atomic
-from zoharness.sparse import calibration, mask
+from zoharness.sparse import calibration, corpus_task, mask
 
 RANDOM_MASK_SEED = 0
-_TASK_CORPUS = re.compile(r"task-([a-z0-9]+)-(.+)")
 
 
 def _device(name: str) -> torch.device:
@@ -39,15 +37,15 @@ def sensitivity(
     start_mem = profiling.train_phase_start(dev)
     model, tokenizer = models.load(model_ref, "float32", dev)
     info = {"corpus": corpus, "calibration_version": calibration.CALIBRATION_VERSION}
-    task_match = _TASK_CORPUS.fullmatch(corpus)
-    if task_match:
+    task_name = corpus_task(corpus)
+    if task_name:
         if split is None:
             raise DataError(f"corpus {corpus!r} (a task-gradient mask) needs --split")
         from zoharness import scoring
         from zoharness.data import load_split
         from zoharness.tasks import get_task
 
-        task = get_task(task_match.group(1))
+        task = get_task(task_name)
         manifest = read_json(split)
         examples = load_split(manifest, data_dir, split).train[: calibration.NUM_SEQUENCES]
         objective = scoring.objective_for(task.kind)
