@@ -7,8 +7,12 @@ BIN    := $(CURDIR)/$(VENV)/bin
 STAMP  := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 export HF_HUB_OFFLINE ?= 1
+# llama-cpp-python (the rephrase rule's local OpenAI-compatible server) compiles at install (~8 min on
+# 2 cores; pip caches the wheel). Portable flags: a native (-march=native) build segfaulted at the first
+# request on this machine kind.
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: setup run test lint bench bench-sparse profile-sparse sparse-ablations grid smoke offline-all offline-all-partial crosscheck paper-dry-run
+.PHONY: setup run test lint bench bench-sparse profile-sparse sparse-ablations bench-rephrase grid smoke offline-all offline-all-partial crosscheck paper-dry-run
 
 setup: $(STAMP)
 
@@ -48,6 +52,10 @@ bench-sparse: $(STAMP)
 
 profile-sparse: $(STAMP)
 	python bench/sparse_zo_profile.py
+
+# MeZO+OAT-Rephrase: request cost on the local endpoint (rounds vs interleaved order, 1 vs 2 in flight).
+bench-rephrase: $(STAMP)
+	python bench/rephrase_throughput.py
 
 sparse-ablations: $(STAMP)
 	snakemake --cores all --configfile config/sparse-zo-ablations.yaml

@@ -15,6 +15,7 @@ include: "rules/models.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/methods/sparse_zo_int4.smk"
+include: "rules/methods/mezo_oat_rephrase.smk"
 include: "rules/tables.smk"
 include: "rules/figures.smk"
 

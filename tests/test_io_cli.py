@@ -68,4 +68,4 @@ def test_cli_missing_data_names_the_path(tmp_path):
 
 def test_cli_check_config_reports_runs():
     out = cli("check-config", "config/default.yaml")
-    assert out.returncode == 0 and "config/default.yaml: valid; 5 runs" in out.stdout
+    assert out.returncode == 0 and "config/default.yaml: valid; 7 runs" in out.stdout

@@ -59,6 +59,10 @@ def _inputs(module, model, tmp_path) -> dict:
         shapes = mask.eligible_shapes(model)
         mask.save(tmp_path / "mask.safetensors", mask.select(mask.random_scores(shapes, 0), 0.05), shapes, {})
         inputs["mask"] = str(tmp_path / "mask.safetensors")
+    if "rephrased" in getattr(module, "INPUTS", ()):
+        inputs["rephrased"] = str(
+            tmp_path / "rephrased.jsonl"
+        )  # build() only records it (train_examples reads it)
     return inputs
 
 

@@ -125,3 +125,60 @@ def test_log_of_another_config_is_not_resumed(tmp_path, model_refs, capsys):
     assert "starting over" in capsys.readouterr().err
     _, records = read_train_log(run_dir / "train_log.jsonl")
     assert metrics["steps"] == 6 and all(r["lr"] == 2e-3 for r in records)
+
+
+def _rephrased_file(path, split_path, rewrite):
+    """A rephrase-rule output for the split: every example 'rephrased' to rewrite(record)."""
+    from tests.conftest import DATA
+    from zoharness.data import load_split
+    from zoharness.io import dumps, sha256_json
+
+    lines = []
+    for ex in load_split(read_json(split_path), DATA).train:
+        new = rewrite(ex.record)
+        used = "original" if new == ex.record else "rephrased"
+        lines.append({"uid": ex.uid, "original_sha256": sha256_json(ex.record), "used": used, "record": new})
+    path.write_text("".join(dumps(line) + "\n" for line in lines))
+    return path
+
+
+def _losses(run_dir):
+    return [r["loss"] for r in read_train_log(run_dir / "train_log.jsonl")[1]]
+
+
+def test_rephrase_method_trains_on_the_rephrased_set_and_equals_mezo_on_the_originals(tmp_path, model_refs):
+    mezo_dir, split, _ = _run(tmp_path / "mezo", model_refs)
+    for name, rewrite in (
+        ("same", lambda r: r),
+        ("upper", lambda r: {**r, "sentence": r["sentence"].upper()}),
+    ):
+        run_dir, split2 = make_run(tmp_path / name, "mezo_oat_rephrase", MEZO)
+        rephrased = _rephrased_file(tmp_path / f"{name}.jsonl", split2, rewrite)
+        metrics = train(
+            run_dir / "run_config.json", split2, model_refs["llama"], run_dir, threads=1,
+            inputs={"rephrased": str(rephrased)},
+        )  # fmt: skip
+        header = read_train_log(run_dir / "train_log.jsonl")[0]
+        assert header["inputs"]["rephrased"]["path"] == str(rephrased)
+        if name == "same":  # originals everywhere: MeZO's run, bit for bit
+            assert _losses(run_dir) == _losses(mezo_dir)
+            assert metrics["test_accuracy"] == read_json(mezo_dir / "metrics.json")["test_accuracy"]
+        else:  # other training text, same evaluation sets
+            assert _losses(run_dir) != _losses(mezo_dir)
+            assert metrics["n_test"] == read_json(mezo_dir / "metrics.json")["n_test"]
+
+
+def test_rephrase_method_refuses_a_file_made_for_another_split(tmp_path, model_refs):
+    run_dir, split = make_run(tmp_path, "mezo_oat_rephrase", MEZO)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("")
+    with pytest.raises(DataError, match="bad.jsonl: made for another split"):
+        train(
+            run_dir / "run_config.json",
+            split,
+            model_refs["llama"],
+            run_dir,
+            threads=1,
+            inputs={"rephrased": str(bad)},
+        )
+    assert not (run_dir / "metrics.json").exists()

@@ -138,3 +138,20 @@ def test_offline_suite_asking_for_drop_fails_at_parse_time(workdir):
     assert out.returncode != 0
     err = out.stdout + out.stderr
     assert "task drop is not available offline" in err and "source: online" in err
+
+
+def test_default_suite_plans_one_rephrase_job_per_rewriter_with_its_table(workdir):
+    out = snakemake(workdir, "-n")
+    assert out.returncode == 0, out.stderr
+    jobs = planned(out.stdout)
+    assert jobs["rephrase"] == 2 and jobs["rephrase_table"] == 1  # the OAT brief and the generic ablation
+    for rewriter in ("smollm2-135m-oat", "smollm2-135m-generic"):
+        assert f"resources/rephrased/{rewriter}/sst2/seed0.jsonl" in out.stdout
+    assert "results/tables/main-rephrase.md" in out.stdout
+
+
+def test_hosted_rewriter_suite_plans_without_a_key_or_network(workdir):
+    out = snakemake(workdir, "-n", "--configfile", "config/oat-rephrase-openai.yaml")
+    assert out.returncode == 0, out.stderr
+    assert planned(out.stdout)["rephrase"] == 2
+    assert "resources/rephrased/gpt-4o-mini-oat/sst2/seed0.jsonl" in out.stdout

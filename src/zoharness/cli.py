@@ -93,6 +93,26 @@ def _cmd_sensitivity(args) -> int:
     return 0
 
 
+def _cmd_rephrase(args) -> int:
+    from zoharness.rephrase.client import EndpointError
+    from zoharness.rephrase.run import rephrase_split
+    from zoharness.rephrase.settings import RewriterConfigError, check, resolve
+
+    try:
+        cfg = json.loads(args.settings) if args.settings else resolve(args.rewriter)
+        check(args.rewriter, cfg)
+        if args.threads and cfg["server"]["threads"] is None:
+            cfg["server"]["threads"] = args.threads
+        rephrase_split(
+            args.rewriter, cfg, args.split, args.data_dir, args.out, args.stats, args.cache_dir,
+            log=lambda msg: print(msg, flush=True), server_log=args.server_log,
+        )  # fmt: skip
+    except (EndpointError, RewriterConfigError) as e:
+        print(f"zoharness rephrase: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _cmd_mask(args) -> int:
     from zoharness.sparse.pipeline import build_mask
 
@@ -140,6 +160,22 @@ def _cmd_mask_table(args) -> int:
 
     write_mask_table(args.stats, args.out_csv, args.out_md)
     print(Path(args.out_md).read_text())
+    return 0
+
+
+def _cmd_rephrase_table(args) -> int:
+    from zoharness.tables import write_rephrase_table
+
+    write_rephrase_table(args.stats, args.out_csv, args.out_md)
+    print(Path(args.out_md).read_text())
+    return 0
+
+
+def _cmd_rephrase_figure(args) -> int:
+    from zoharness.plotting import rephrase_figure
+
+    for path in rephrase_figure(args.metrics, args.stats, args.out_dir, args.suite):
+        print(path)
     return 0
 
 
@@ -252,6 +288,37 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out-md", required=True)
     s.add_argument("stats", nargs="+")
     s.set_defaults(fn=_cmd_mask_table)
+
+    s = sub.add_parser(
+        "rephrase", help="rewrite a task's training split with an LLM rewriter + judge (cached)"
+    )
+    s.add_argument(
+        "--rewriter", required=True, help="rewriter name (built-in or from the suite's rewriters:)"
+    )
+    s.add_argument("--settings", help="the rewriter's resolved settings as JSON (default: the built-in ones)")
+    s.add_argument("--split", required=True)
+    s.add_argument("--data-dir", required=True)
+    s.add_argument("--out", required=True, help="rephrased examples (.jsonl)")
+    s.add_argument("--stats", required=True, help="per-task statistics (.json)")
+    s.add_argument("--cache-dir", default="resources/rephrase-cache")
+    s.add_argument("--server-log", help="where the local server writes its log")
+    s.add_argument(
+        "--threads", type=int, help="CPU threads of the local server (unless the settings fix them)"
+    )
+    s.set_defaults(fn=_cmd_rephrase)
+
+    s = sub.add_parser("rephrase-table", help="acceptance/tokens/cost table from the rephrase stats")
+    s.add_argument("--out-csv", required=True)
+    s.add_argument("--out-md", required=True)
+    s.add_argument("stats", nargs="+")
+    s.set_defaults(fn=_cmd_rephrase_table)
+
+    s = sub.add_parser("rephrase-figure", help="rephrased-data runs vs MeZO: accuracy, loss, acceptance")
+    s.add_argument("--suite", required=True)
+    s.add_argument("--out-dir", required=True)
+    s.add_argument("--metrics", nargs="+", required=True)
+    s.add_argument("--stats", nargs="+", required=True)
+    s.set_defaults(fn=_cmd_rephrase_figure)
 
     s = sub.add_parser("replay", help="rebuild a ZO run's final weights from its train log")
     s.add_argument("--run-dir", required=True)

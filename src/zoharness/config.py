@@ -57,6 +57,7 @@ def validate(config: dict, where: str = "config") -> dict:
         _checked(check_task, t, f"{where}: tasks")
     _check_data(cfg, where)
     cfg["methods"] = _normalise_methods(cfg["methods"], where)
+    _check_rewriters(cfg, where)
     for key in ("tasks", "seeds"):
         if len(set(cfg[key])) != len(cfg[key]):
             raise ConfigError(f"{where}: {key} has duplicates: {cfg[key]}")
@@ -83,6 +84,20 @@ def _check_data(cfg: dict, where: str) -> None:
         raise ConfigError(
             f"{where}: data.hf_datasets names task(s) {unknown} that are not in tasks {cfg['tasks']}"
         )
+
+
+def _check_rewriters(cfg: dict, where: str) -> None:
+    """Every rewriter a rephrase method names exists and its settings are valid (before any job runs)."""
+    from zoharness.rephrase.settings import RewriterConfigError, resolve
+
+    for name, entry in cfg["methods"].items():
+        rewriter = entry["params"].get("rewriter")
+        if rewriter is None:
+            continue
+        try:
+            resolve(rewriter, cfg["rewriters"])
+        except RewriterConfigError as e:
+            raise ConfigError(f"{where}: methods.{name}.params.rewriter: {e}") from None
 
 
 def _checked(check, value, where):

@@ -167,3 +167,73 @@ def sparse_figures(metrics_paths: list[str | Path], out_dir: str | Path, suite: 
     ax.grid(axis="x", alpha=0.3)
     paths += _save(fig, Path(out_dir), "sparse-memory")
     return paths
+
+
+REPHRASE_METHODS = ("mezo", "mezo_oat_rephrase", "mezo_generic_rephrase")
+
+
+def rephrase_figure(metrics_paths, stats_paths, out_dir: str | Path, suite: str) -> list[Path]:
+    """MeZO on rephrased data vs MeZO: test/dev accuracy, training loss, and what the judge kept.
+
+    One row per task; reads the runs' metrics.json and train logs and the rephrase stats only."""
+    from zoharness.train import read_train_log
+
+    runs = [(Path(p), read_json(p)) for p in metrics_paths]
+    runs = [(p, m) for p, m in runs if m["method_id"] in REPHRASE_METHODS]
+    stats = [read_json(p) for p in stats_paths]
+    tasks = list(dict.fromkeys(m["task"] for _, m in runs))
+    fig, axes = plt.subplots(len(tasks), 3, figsize=(16, 4 * len(tasks)), squeeze=False)
+    for row, task in zip(axes, tasks, strict=True):
+        by_label: dict[str, list] = defaultdict(list)
+        for path, m in runs:
+            if m["task"] == task:
+                by_label[m["label"]].append((path, m))
+        labels = sorted(by_label, key=lambda lab: REPHRASE_METHODS.index(by_label[lab][0][1]["method_id"]))
+        ax = row[0]
+        width = 0.38
+        for j, split in enumerate(("test", "dev")):
+            means = [100 * np.mean([m[f"{split}_score"] for _, m in by_label[lab]]) for lab in labels]
+            bars = ax.bar(np.arange(len(labels)) + (j - 0.5) * width, means, width, label=split)
+            ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
+        ax.set_xticks(np.arange(len(labels)), labels, fontsize=8)
+        ax.set(ylabel="accuracy or F1 (%)", title=f"{task}: original dev/test sets", ylim=(0, 100))
+        ax.legend(fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+        ax = row[1]
+        for lab in labels:
+            losses = [
+                np.array([r["loss"] for r in read_train_log(p.parent / "train_log.jsonl")[1]])
+                for p, _ in by_label[lab]
+            ]
+            n = min(len(x) for x in losses)
+            mean = np.mean([x[:n] for x in losses], axis=0)
+            window = max(1, n // 25)
+            ax.plot(
+                np.arange(len(_smooth(mean, window))) + window,
+                _smooth(mean, window),
+                label=f"{lab} (seeds={len(losses)})",
+            )
+        ax.set(
+            xlabel="step",
+            ylabel="train loss on its own train set (moving avg)",
+            title=f"{task}: training loss",
+        )
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        ax = row[2]
+        task_stats = [s for s in stats if s["task"] == task]
+        names = [f"{s['rewriter']}\nseed {s['seed']}" for s in task_stats]
+        accepted = [100 * s["accepted"] / s["examples"] for s in task_stats]
+        kept = [100 * s["kept_original"] / s["examples"] for s in task_stats]
+        dropped = [100 * s["dropped"] / s["examples"] for s in task_stats]
+        y = np.arange(len(task_stats))
+        ax.barh(y, accepted, label="rephrased (judge accepted)")
+        ax.barh(y, kept, left=accepted, label="original kept (rejected / invalid / malformed)")
+        ax.barh(y, dropped, left=np.add(accepted, kept), label="dropped")
+        for i, a in enumerate(accepted):
+            ax.text(1, i, f"{a:.1f}%", va="center", fontsize=8)
+        ax.set_yticks(y, names, fontsize=8)
+        ax.set(xlabel="% of training examples", title=f"{task}: what the training set holds", xlim=(0, 100))
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"MeZO on rephrased training data: suite {suite}", fontsize=10)
+    return _save(fig, Path(out_dir), "rephrase")

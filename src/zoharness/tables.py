@@ -239,3 +239,50 @@ def write_mask_table(stats_paths, out_csv, out_md) -> pd.DataFrame:
         md.append("| " + " | ".join(cells + [r["largest share"]]) + " |")
     write_text_atomic(out_md, "Masks (from resources/masks/**/density~*.json)\n\n" + "\n".join(md) + "\n")
     return df
+
+
+def write_rephrase_table(stats_paths, out_csv, out_md) -> pd.DataFrame:
+    """One row per (rewriter, task, seed) a suite rephrases, from the rephrase rule's stats."""
+    rows = []
+    for path in sorted(set(map(str, stats_paths))):
+        s = read_json(path)
+        tok = s["tokens"]
+        rows.append(
+            {
+                "rewriter": s["rewriter"],
+                "brief": s["brief"],
+                "task": s["task"],
+                "seed": s["seed"],
+                "examples": s["examples"],
+                "accepted": s["accepted"],
+                "acceptance_rate": s["acceptance_rate"],
+                "kept_original": s["kept_original"],
+                "dropped": s["dropped"],
+                "malformed_replies": s["malformed_replies"],
+                "judge_rejections": s["outcomes"].get("rejected by judge", 0),
+                "invalid_rewrites": s["outcomes"].get("invalid", 0),
+                "tokens_in": sum(t["input"] for t in tok.values()),
+                "tokens_out": sum(t["output"] for t in tok.values()),
+                "cost_usd": s["cost_usd"],
+                "model": s["model"],
+                "prompt_version": s["prompt_version"],
+                "stats": path,
+            }
+        )
+    df = pd.DataFrame(rows)
+    write_text_atomic(out_csv, df.to_csv(index=False))
+    cols = ["rewriter", "brief", "task", "seed", "examples", "accepted", "acceptance_rate", "malformed_replies",
+            "invalid_rewrites", "judge_rejections", "tokens_in", "tokens_out", "cost_usd"]  # fmt: skip
+    md = ["| " + " | ".join(c.replace("_", " ") for c in cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        cells = [
+            f"{100 * r[c]:.1f}%" if c == "acceptance_rate" else ("–" if r[c] is None else str(r[c]))
+            for c in cols
+        ]
+        md.append("| " + " | ".join(cells) + " |")
+    write_text_atomic(
+        out_md,
+        "Rephrasing (from resources/rephrased/**/seed*.json; rewrites retried up to max attempts, "
+        "then the original kept)\n\n" + "\n".join(md) + "\n",
+    )
+    return df

@@ -161,7 +161,13 @@ def train(
     max_length = cfg["eval"]["max_length"]
     total = module.num_steps(params, len(split.train))
     # Evaluation-only methods (zero-shot, ICL) never batch the train split: skip tokenising it.
-    train_set = _encode_train(tokenizer, task, split.train, max_length) if total else []
+    # A method may train on other examples than the split's (rephrased ones); evaluation never changes.
+    train_examples = (
+        module.train_examples(params, task, split.train, **inputs)
+        if hasattr(module, "train_examples")
+        else split.train
+    )
+    train_set = _encode_train(tokenizer, task, train_examples, max_length) if total else []
     impl = module.build(model, params, cfg["seed"], **inputs)
 
     work = out_dir / INPROGRESS
@@ -201,7 +207,7 @@ def train(
     model_bytes = tensor_bytes([*model.parameters(), *model.buffers()])  # as built for training
     memory_at_start = train_phase_start(device)
     batch_size = getattr(params, "batch_size", 1)
-    sampler = BatchSampler(len(split.train), batch_size, cfg["seed"])
+    sampler = BatchSampler(len(train_set), batch_size, cfg["seed"])
     pad_id = tokenizer.pad_token_id
     with (
         log_path.open("a", encoding="utf-8") as log,
@@ -262,7 +268,7 @@ def train(
         "task_kind": task.kind,
         **_eval_metrics("dev", results["dev"]),
         **_eval_metrics("test", results["test"]),
-        "n_train": len(split.train),
+        "n_train": len(train_examples),
         "n_dev": results["dev"]["n"],
         "n_test": results["test"]["n"],
         "steps": total,

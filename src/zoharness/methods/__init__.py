@@ -9,6 +9,8 @@
                                 and extra_metrics() -> dict (merged into metrics.json)
   INPUTS   optional tuple of names of extra input files (a mask, a rephrased train set) that the
            method's rule file declares; build then receives them as keyword arguments (paths)
+  train_examples(params, task, examples, **inputs) -> list[Example]   optional: the training examples
+                                to use instead of the split's (a rephrased train set)
   eval_prompts(params, task, train, examples, split, seed) -> list[Prompt]   optional: the prompts to
                                 evaluate instead of the task's own (ICL prepends demonstrations)
 
@@ -28,6 +30,8 @@ _MODULES = {
     "mezo": "zoharness.methods.mezo",
     "icl": "zoharness.methods.icl",
     "sparse_zo_int4": "zoharness.methods.sparse_zo_int4",
+    "mezo_oat_rephrase": "zoharness.methods.mezo_oat_rephrase",
+    "mezo_generic_rephrase": "zoharness.methods.mezo_generic_rephrase",
 }
 
 

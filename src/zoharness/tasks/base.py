@@ -77,6 +77,11 @@ class Task:
     num_dev: int = 500  # MeZO: 500 dev examples (100 for CB and COPA)
     offline: OfflineLayout = field(default_factory=OfflineLayout)
     group_key: str | None = None  # records sharing this field stay on one side of train/test
+    # Rephrasing (MeZO+OAT-Rephrase): the text fields a rewriter may rewrite (everything else, the label
+    # first, is copied unchanged), and, per field, strings the rewrite must keep word for word because
+    # the label or the answer points at them (a WSC span, a SQuAD answer).
+    rephrase_fields: tuple[str, ...] = ()
+    rephrase_anchors: Callable[[dict], dict[str, list[str]]] = lambda record: {}
 
     def __post_init__(self):
         if self.kind not in KINDS:

@@ -40,4 +40,5 @@ TASK = Task(
         "disjoint from the test sample by passage",
     ),
     group_key="passage",
+    rephrase_fields=("passage", "question"),
 )

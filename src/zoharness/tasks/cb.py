@@ -27,4 +27,5 @@ TASK = Task(
     id_of=lambda r: str(r["idx"]),
     normalise_hf=lambda row, i: premise_hypothesis_from_hf(row, _HF_NAMES),
     num_dev=100,
+    rephrase_fields=("premise", "hypothesis"),
 )

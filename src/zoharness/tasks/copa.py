@@ -39,4 +39,5 @@ TASK = Task(
         k: row[k] for k in ("premise", "choice1", "choice2", "question", "label", "idx")
     },
     num_dev=100,
+    rephrase_fields=("premise",),
 )

@@ -39,4 +39,5 @@ TASK = Task(
     normalise_hf=normalise_hf,
     offline=OfflineLayout(pools=None, reason="DROP is not in the bundled snapshot"),
     group_key="passage",
+    rephrase_fields=("passage", "question"),
 )

@@ -52,4 +52,5 @@ TASK = Task(
     normalise_hf=lambda row, i: {k: row[k] for k in ("paragraph", "question", "answer", "idx", "label")},
     flatten=flatten,
     group_key="paragraph",
+    rephrase_fields=("paragraph", "question"),
 )

@@ -60,4 +60,6 @@ TASK = Task(
         reason="the bundled snapshot has 64 of 100,730 train queries and no validation split",
     ),
     group_key="passage",
+    rephrase_fields=("passage",),
+    rephrase_anchors=lambda r: {"passage": sorted(set(r["entities"]))},
 )

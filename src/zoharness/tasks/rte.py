@@ -24,4 +24,5 @@ TASK = Task(
     hf_dataset=("super_glue", "rte"),
     id_of=lambda r: str(r["idx"]),
     normalise_hf=lambda row, i: premise_hypothesis_from_hf(row, _HF_NAMES),
+    rephrase_fields=("premise", "hypothesis"),
 )

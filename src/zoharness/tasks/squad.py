@@ -58,4 +58,6 @@ TASK = Task(
         "disjoint from the test sample by context paragraph",
     ),
     group_key="context",
+    rephrase_fields=("context", "question"),
+    rephrase_anchors=lambda r: {"context": list(answer_texts(r))},
 )

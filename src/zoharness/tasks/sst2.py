@@ -26,4 +26,5 @@ TASK = Task(
     hf_dataset=("glue", "sst2"),
     id_of=lambda r: str(r["idx"]),
     normalise_hf=lambda row, i: {"sentence": row["sentence"], "label": row["label"], "idx": row["idx"]},
+    rephrase_fields=("sentence",),
 )

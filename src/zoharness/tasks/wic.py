@@ -29,4 +29,8 @@ TASK = Task(
     hf_dataset=("super_glue", "wic"),
     id_of=lambda r: str(r["idx"]),
     normalise_hf=normalise_hf,
+    rephrase_fields=("sentence1", "sentence2"),
+    rephrase_anchors=lambda r: {
+        f"sentence{i}": [r[f"sentence{i}"][r[f"start{i}"] : r[f"end{i}"]]] for i in (1, 2)
+    },
 )

@@ -53,4 +53,11 @@ TASK = Task(
     hf_dataset=("super_glue", "wsc.fixed"),
     id_of=lambda r: str(r["idx"]),
     normalise_hf=normalise_hf,
+    rephrase_fields=("text",),
+    rephrase_anchors=lambda r: {
+        "text": [
+            repair_span(r["text"], r["target"][k + "_text"], r["target"][k + "_index"])
+            for k in ("span1", "span2")
+        ]
+    },
 )

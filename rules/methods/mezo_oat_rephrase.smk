@@ -1,0 +1,94 @@
+# MeZO+OAT-Rephrase's extra input: the training split rewritten by an LLM rewriter and filtered by an
+# LLM judge (zoharness.rephrase), one file per (rewriter, task, seed) under resources/rephrased/, with
+# every request/response cached under resources/rephrase-cache/<rewriter>/<task>.jsonl (commit it to
+# let others replay the rephrasing offline: a full cache makes zero requests and starts no server).
+# The ablation mezo_generic_rephrase uses the same rule with a rewriter whose brief omits optimization.
+from zoharness.rephrase import settings as _rephrase
+
+REPHRASED = "resources/rephrased/{rewriter}/{task}/seed{seed}"
+REPHRASE_METHODS = ("mezo_oat_rephrase", "mezo_generic_rephrase")
+REWRITERS = sorted(
+    {e["params"]["rewriter"] for e in SUITE["methods"].values() if e["method"] in REPHRASE_METHODS}
+)
+
+for _method in REPHRASE_METHODS:
+    METHOD_INPUTS[_method] = lambda w: {
+        "rephrased": REPHRASED.format(rewriter=method_entry(w)["params"]["rewriter"], task=w.task, seed=w.seed)
+        + ".jsonl"
+    }
+
+
+rule rephrase:
+    conda:
+        "../../envs/zoharness.yaml"
+    input:
+        split=SPLIT,
+        prompts=lambda w: sorted(
+            str(p)
+            for p in (_rephrase.PROMPTS_DIR / _rephrase.resolve(w.rewriter, SUITE["rewriters"])["prompt_version"]).iterdir()
+        ),
+    output:
+        rephrased=f"{REPHRASED}.jsonl",
+        stats=f"{REPHRASED}.json",
+    wildcard_constraints:
+        rewriter=_alternation(REWRITERS or ["-"]),
+    params:
+        settings=lambda w: json.dumps(_rephrase.resolve(w.rewriter, SUITE["rewriters"]), sort_keys=True),
+        data_dir=DATA_DIR,
+    threads: SUITE["threads"]
+    log:
+        "logs/rephrase/{rewriter}/{task}/seed{seed}.log",
+    benchmark:
+        "benchmarks/rephrase/{rewriter}/{task}/seed{seed}.tsv"
+    shell:
+        "python -m zoharness rephrase --rewriter {wildcards.rewriter} --settings {params.settings:q} "
+        "--split {input.split:q} --data-dir {params.data_dir:q} --out {output.rephrased:q} --stats {output.stats:q} "
+        "--threads {threads} --server-log logs/rephrase/{wildcards.rewriter}/{wildcards.task}/seed{wildcards.seed}.server.log "
+        "> {log:q} 2>&1"
+
+
+# Acceptance, outcomes, tokens and cost per (rewriter, task, seed), and a figure against MeZO, when the
+# suite rephrases.
+REPHRASE_TABLES = [f"results/tables/{NAME}-rephrase.csv", f"results/tables/{NAME}-rephrase.md"]
+REPHRASE_FIGURE = [f"figures/{NAME}/rephrase.png", f"figures/{NAME}/rephrase.pdf"]
+REPHRASE_STATS = sorted(
+    {
+        REPHRASED.format(rewriter=SUITE["methods"][me]["params"]["rewriter"], task=t, seed=s) + ".json"
+        for _, t, me, s in runs(SUITE)
+        if SUITE["methods"][me]["method"] in REPHRASE_METHODS
+    }
+)
+if REWRITERS:
+    EXTRA_TARGETS += REPHRASE_TABLES + REPHRASE_FIGURE
+
+
+rule rephrase_table:
+    conda:
+        "../../envs/zoharness.yaml"
+    input:
+        stats=REPHRASE_STATS,
+    output:
+        csv=REPHRASE_TABLES[0],
+        md=REPHRASE_TABLES[1],
+    log:
+        f"logs/{NAME}/rephrase_table.log",
+    shell:
+        "python -m zoharness rephrase-table --out-csv {output.csv:q} --out-md {output.md:q} {input.stats:q} > {log:q} 2>&1"
+
+
+rule rephrase_figure:
+    conda:
+        "../../envs/zoharness.yaml"
+    input:
+        metrics=lambda w: [f"{d}/metrics.json" for d in run_dirs()],
+        stats=REPHRASE_STATS,
+    output:
+        REPHRASE_FIGURE,
+    params:
+        suite=NAME,
+        out_dir=lambda w, output: os.path.dirname(output[0]),
+    log:
+        f"logs/{NAME}/rephrase_figure.log",
+    shell:
+        "python -m zoharness rephrase-figure --suite {params.suite} --out-dir {params.out_dir:q} "
+        "--metrics {input.metrics:q} --stats {input.stats:q} > {log:q} 2>&1"

@@ -1,0 +1,330 @@
+"""MeZO+OAT-Rephrase's data stage without a server: prompt rendering per task, the local checks on a
+rewrite and a verdict, the response cache, rewriter settings, and reading a rephrased train set.
+(The same pipeline against a real server on loopback: tests/test_rephrase_server.py.)"""
+
+import json
+import re
+
+import pytest
+
+from tests.conftest import DATA, ROOT
+from zoharness.config import ConfigError, validate
+from zoharness.io import DataError, dumps, sha256_json
+from zoharness.rephrase import prompts as P
+from zoharness.rephrase.cache import ResponseCache, request_key
+from zoharness.rephrase.pipeline import check_rewrite, check_verdict, load_rephrased, summary
+from zoharness.rephrase.settings import PROMPTS_DIR, RewriterConfigError, resolve
+from zoharness.tasks import get_task, task_ids
+from zoharness.tasks.base import Example
+
+DROP_RECORD = {
+    "passage": "The Bears scored 7 points in the first quarter and 10 in the second.",
+    "question": "How many points did the Bears score in the first half?",
+    "answers": ["17"],
+    "id": "d1",
+}
+
+
+def sample_record(name: str) -> dict:
+    """The first record of the task's bundled file (DROP has none offline: a hand-written one)."""
+    if name == "drop":
+        return DROP_RECORD
+    task = get_task(name)
+    path = DATA / (task.train_file if (DATA / task.train_file).exists() else task.test_file)
+    with open(path) as f:
+        return task.flatten(json.loads(f.readline()))[0]
+
+
+@pytest.fixture(scope="module")
+def prompts():
+    return P.PromptSet.load(PROMPTS_DIR / "v1")
+
+
+@pytest.mark.parametrize("name", task_ids())
+def test_rewrite_prompt_renders_every_task(prompts, name):
+    task, record = get_task(name), sample_record(name)
+    assert task.rephrase_fields and all(isinstance(record[f], str) for f in task.rephrase_fields)
+    oat = P.rewrite_messages(prompts, "oat", task, record)
+    generic = P.rewrite_messages(prompts, "generic", task, record)
+    assert [m["role"] for m in oat] == ["system", "user"]
+    assert "MeZO" in oat[0]["content"] and "MeZO" not in generic[0]["content"]  # the ablation's only change
+    assert oat[1] == generic[1]
+    user = oat[1]["content"]
+    assert task.label in user and prompts.instruction(task) in user
+    assert f'"{P.gold_answer(task, record)}"' in user
+    for f in task.rephrase_fields:
+        assert f"{f}: {json.dumps(record[f], ensure_ascii=False)}" in user  # each field, verbatim
+    skeleton = json.loads(user.rsplit("Reply as JSON: ", 1)[1])
+    assert list(skeleton) == list(task.rephrase_fields)
+    assert not re.search(r"\{[a-z_]+\}", user.replace(json.dumps(skeleton, ensure_ascii=False), ""))
+    schema = P.rewrite_schema(task)
+    assert schema["required"] == list(task.rephrase_fields) and schema["additionalProperties"] is False
+
+
+@pytest.mark.parametrize("name", task_ids())
+def test_judge_prompt_renders_every_task(prompts, name):
+    task, record = get_task(name), sample_record(name)
+    rewrite = {f: "REWRITTEN " + record[f] for f in task.rephrase_fields}
+    system, user = P.judge_messages(prompts, task, record, rewrite)
+    assert '"verdict"' in system["content"]
+    assert json.dumps(rewrite, ensure_ascii=False, indent=1) in user["content"]
+    assert json.dumps(P.rephrase_fields(task, record), ensure_ascii=False, indent=1) in user["content"]
+    assert P.gold_answer(task, record) in user["content"]
+
+
+def test_every_task_has_an_instruction(prompts):
+    assert set(prompts.instructions) == set(task_ids())
+
+
+SST2 = get_task("sst2")
+NEG = {"sentence": "a dull , lifeless film ", "label": 0, "idx": 1}
+
+
+@pytest.mark.parametrize(
+    "reply, finish, problem",
+    [
+        ("{not json", "stop", "malformed: not JSON"),
+        ('["a list"]', "stop", "malformed: a JSON list"),
+        ('{"sentence": "a dull and', "length", "malformed: cut off"),
+        ("{}", "stop", "invalid: dropped field(s) ['sentence']"),
+        (
+            '{"sentence": "A dull film with no life.", "label": 1}',
+            "stop",
+            "invalid: changed fixed field 'label'",
+        ),
+        (
+            '{"sentence": "A dull film with no life.", "mood": "sad"}',
+            "stop",
+            "invalid: unexpected field 'mood'",
+        ),
+        ('{"sentence": "   "}', "stop", "invalid: field 'sentence' is empty"),
+        ('{"sentence": "a dull , lifeless film"}', "stop", "invalid: unchanged"),
+        ('{"sentence": "dull"}', "stop", "invalid: field 'sentence' is 0.18x"),
+        ('{"sentence": "... dull film"}', "stop", "invalid: field 'sentence' echoes"),
+        ('{"sentence": "A terrible, lifeless film."}', "stop", "now states the answer word 'terrible'"),
+        ('{"sentence": "A great, lively film."}', "stop", "now states the answer word 'great'"),  # a flip
+    ],
+)
+def test_bad_rewrites_are_rejected_with_the_reason(reply, finish, problem):
+    rewrite, why = check_rewrite(SST2, NEG, reply, finish)
+    assert rewrite is None and problem in why, why
+
+
+def test_a_good_rewrite_keeps_the_label_and_fixed_fields():
+    rewrite, why = check_rewrite(
+        SST2, NEG, '{"sentence": "A dull film without any life.", "label": 0}', "stop"
+    )
+    assert why == "" and rewrite == {"sentence": "A dull film without any life."}
+
+
+def test_anchor_strings_must_survive_the_rewrite():
+    wsc = get_task("wsc")
+    record = sample_record("wsc")
+    spans = wsc.rephrase_anchors(record)["text"]
+    text_without = record["text"].replace(spans[0], "someone else entirely")
+    _, why = check_rewrite(wsc, record, json.dumps({"text": text_without}), "stop")
+    assert why.startswith("invalid: field 'text' lost")
+    squad = get_task("squad")
+    record = sample_record("squad")
+    answer = squad.rephrase_anchors(record)["context"][0]
+    _, why = check_rewrite(
+        squad,
+        record,
+        json.dumps({"context": record["context"].replace(answer, "X"), "question": "Q?"}),
+        "stop",
+    )
+    assert why.startswith("invalid: field 'context' lost")
+
+
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        ('{"verdict": "accept", "reason": "same meaning"}', ("accept", "same meaning")),
+        ('{"verdict": "reject", "reason": "label flipped"}', ("reject", "label flipped")),
+        ('{"verdict": "maybe"}', (None, "malformed judge reply: no verdict accept|reject")),
+        ("yes", (None, "malformed judge reply: not JSON")),
+    ],
+)
+def test_verdicts(reply, expected):
+    assert check_verdict(reply, "stop") == expected
+
+
+def test_cache_key_covers_model_messages_params_and_prompt_version():
+    msgs = [{"role": "user", "content": "x"}]
+    base = request_key("m", msgs, {"temperature": 0.7}, "v1")
+    assert base == request_key("m", [dict(m) for m in msgs], {"temperature": 0.7}, "v1")
+    others = [
+        request_key("m2", msgs, {"temperature": 0.7}, "v1"),
+        request_key("m", [{"role": "user", "content": "y"}], {"temperature": 0.7}, "v1"),
+        request_key("m", msgs, {"temperature": 0.8}, "v1"),
+        request_key("m", msgs, {"temperature": 0.7}, "v2"),
+    ]
+    assert len({base, *others}) == 5
+
+
+def test_cache_survives_a_torn_last_line_and_appends_after_it(tmp_path):
+    path = tmp_path / "c.jsonl"
+    cache = ResponseCache(path)
+    cache.put("k1", {"content": "a"}, {"call": "rewrite"})
+    with open(path, "a") as f:
+        f.write('{"key": "k2", "respo')  # killed mid-write
+    reopened = ResponseCache(path)
+    assert len(reopened) == 1 and reopened.get("k1") == {"content": "a"} and reopened.get("k2") is None
+    reopened.put("k3", {"content": "c"}, {})
+    again = ResponseCache(path)
+    assert again.get("k1") and again.get("k3") == {"content": "c"} and len(again) == 2
+
+
+def test_rewriter_settings_fail_naming_the_key():
+    assert resolve("smollm2-135m-oat")["brief"] == "oat"
+    assert resolve("smollm2-135m-generic")["brief"] == "generic"
+    with pytest.raises(RewriterConfigError, match="unknown rewriter 'gpt'"):
+        resolve("gpt")
+    with pytest.raises(RewriterConfigError, match=r"rewriters.x.temperature: must be in \[0, 2\], got 5"):
+        resolve("x", {"x": {"temperature": 5}})
+    with pytest.raises(RewriterConfigError, match=r"rewriters.x: unknown key\(s\) \['api_key'\]"):
+        resolve("x", {"x": {"api_key": "sk-never-in-config"}})
+    with pytest.raises(RewriterConfigError, match="rewriters.x.prompt_version: has no prompt folder"):
+        resolve("x", {"x": {"prompt_version": "v999"}})
+    external = resolve(
+        "x", {"x": {"base_url": "https://api.example.com/v1", "model": "big", "api_key_env": "MY_KEY"}}
+    )
+    assert external["judge"]["temperature"] == 0.0 and external["api_key_env"] == "MY_KEY"
+
+
+def test_suite_naming_an_unknown_rewriter_fails_at_parse_time():
+    raw = {
+        "suite": "t",
+        "models": ["tiny-llama"],
+        "tasks": ["sst2"],
+        "methods": {"mezo_oat_rephrase": {"params": {"rewriter": "nope"}}},
+        "seeds": [0],
+    }
+    with pytest.raises(
+        ConfigError, match="methods.mezo_oat_rephrase.params.rewriter: unknown rewriter 'nope'"
+    ):
+        validate(raw)
+    raw["rewriters"] = {"nope": {"max_attempts": 0}}
+    with pytest.raises(ConfigError, match="rewriters.nope.max_attempts: must be an integer >= 1"):
+        validate(raw)
+
+
+def _line(ex, used, record=None):
+    return {
+        "uid": ex.uid,
+        "original_sha256": sha256_json(ex.record),
+        "used": used,
+        "record": record,
+        "history": [],
+    }
+
+
+def test_load_rephrased_substitutes_accepted_rewrites_and_refuses_another_split(tmp_path):
+    examples = [Example("train:1", NEG), Example("train:2", {**NEG, "idx": 2, "sentence": "fine "})]
+    rewritten = {**NEG, "sentence": "A dull film without any life."}
+    path = tmp_path / "r.jsonl"
+    path.write_text(
+        "".join(
+            dumps(x) + "\n"
+            for x in [
+                _line(examples[0], "rephrased", rewritten),
+                _line(examples[1], "original", examples[1].record),
+            ]
+        )
+    )
+    out = load_rephrased(path, SST2, examples)
+    assert [e.record for e in out] == [rewritten, examples[1].record] and [e.uid for e in out] == [
+        "train:1",
+        "train:2",
+    ]
+    with pytest.raises(DataError, match=r"r.jsonl: made for another split \(example train:3 is missing\)"):
+        load_rephrased(path, SST2, [*examples, Example("train:3", NEG)])
+    changed = [Example("train:1", {**NEG, "sentence": "other"}), examples[1]]
+    with pytest.raises(DataError, match="example train:1 is different"):
+        load_rephrased(path, SST2, changed)
+
+
+def test_everything_dropped_is_an_error(tmp_path):
+    ex = Example("train:1", NEG)
+    path = tmp_path / "r.jsonl"
+    path.write_text(dumps(_line(ex, "dropped")) + "\n")
+    with pytest.raises(DataError, match="no training example left after filtering"):
+        load_rephrased(path, SST2, [ex])
+
+
+def test_summary_counts_outcomes_tokens_and_cost():
+    lines = [
+        {"used": "rephrased", "attempts": 1, "history": [{"outcome": "accepted"}]},
+        {
+            "used": "original",
+            "attempts": 2,
+            "history": [{"outcome": "malformed"}, {"outcome": "rejected by judge"}],
+        },
+    ]
+    tokens = {"rewriter": {"input": 1000, "output": 100}, "judge": {"input": 500, "output": 50}}
+    s = summary(lines, tokens, {"input": 1.0, "output": 10.0})
+    assert s["acceptance_rate"] == 0.5 and s["malformed_replies"] == 1 and s["kept_original"] == 1
+    assert s["attempts"] == {"1": 1, "2": 1} and s["outcomes"]["rejected by judge"] == 1
+    assert s["cost_usd"] == pytest.approx((1500 * 1.0 + 150 * 10.0) / 1e6)
+    assert summary(lines, tokens, None)["cost_usd"] is None
+
+
+def test_prompt_files_are_versioned_in_the_project():
+    files = sorted(p.name for p in (ROOT / "prompts" / "rephrase" / "v1").iterdir())
+    assert {
+        "brief-oat.md",
+        "brief-generic.md",
+        "rewrite.md",
+        "judge.md",
+        "judge-system.md",
+        "judge.schema.json",
+    } <= set(files)
+
+
+def _stats(rewriter, brief, accepted, kept):
+    return {
+        "rewriter": rewriter, "brief": brief, "task": "sst2", "seed": 0, "examples": accepted + kept,
+        "accepted": accepted, "acceptance_rate": accepted / (accepted + kept), "kept_original": kept, "dropped": 0,
+        "malformed_replies": 1, "outcomes": {"rejected by judge": 2, "invalid": 3}, "cost_usd": None,
+        "tokens": {"rewriter": {"input": 100, "output": 10}, "judge": {"input": 50, "output": 5}},
+        "model": "m", "prompt_version": "v1",
+    }  # fmt: skip
+
+
+def test_rephrase_table_and_figure_from_artifacts(tmp_path):
+    from zoharness.io import write_json_atomic
+    from zoharness.plotting import rephrase_figure
+    from zoharness.tables import write_rephrase_table
+
+    stats = []
+    for rewriter, brief, accepted in (("rw-oat", "oat", 30), ("rw-generic", "generic", 20)):
+        stats.append(tmp_path / f"{rewriter}.json")
+        write_json_atomic(stats[-1], _stats(rewriter, brief, accepted, 100 - accepted))
+    df = write_rephrase_table(stats, tmp_path / "t.csv", tmp_path / "t.md")
+    assert list(df["acceptance_rate"]) == [0.2, 0.3] and list(df["tokens_in"]) == [150, 150]
+    md = (tmp_path / "t.md").read_text()
+    assert "| rw-oat | oat | sst2 | 0 | 100 | 30 | 30.0% | 1 | 3 | 2 | 150 | 15 | – |" in md
+    metrics = []
+    for method, label, score in (
+        ("mezo", "MeZO", 0.7),
+        ("mezo_oat_rephrase", "OAT", 0.72),
+        ("mezo_generic_rephrase", "G", 0.69),
+    ):
+        run = tmp_path / method
+        write_json_atomic(
+            run / "metrics.json",
+            {
+                "method_id": method,
+                "label": label,
+                "task": "sst2",
+                "test_score": score,
+                "dev_score": score - 0.05,
+            },
+        )
+        lines = [{"header": {}}] + [{"step": i, "loss": 1.0 / (i + 1)} for i in range(50)]
+        (run / "train_log.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+        metrics.append(run / "metrics.json")
+    paths = rephrase_figure(metrics, stats, tmp_path / "fig", "t")
+    assert [p.name for p in paths] == ["rephrase.png", "rephrase.pdf"] and all(
+        p.stat().st_size > 0 for p in paths
+    )
