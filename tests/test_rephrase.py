@@ -328,3 +328,96 @@ def test_rephrase_table_and_figure_from_artifacts(tmp_path):
     assert [p.name for p in paths] == ["rephrase.png", "rephrase.pdf"] and all(
         p.stat().st_size > 0 for p in paths
     )
+
+
+def test_cache_first_answer_wins_for_a_request_asked_twice(tmp_path):
+    path = tmp_path / "c.jsonl"
+    cache = ResponseCache(path)
+    assert cache.put("k", {"content": "first"}, {}) == {"content": "first"}
+    assert cache.put("k", {"content": "second"}, {}) == {"content": "first"}  # the concurrent duplicate
+    with open(path, "a") as f:  # a duplicate appended by another process
+        f.write(json.dumps({"key": "k", "response": {"content": "third"}}) + "\n")
+    assert ResponseCache(path).get("k") == {"content": "first"}
+
+
+class _Flaky:
+    """A stub OpenAI-compatible server on loopback: /models answers; chat completions fail with the
+    given statuses first, then answer."""
+
+    def __init__(self, statuses):
+        import http.server
+        import threading
+
+        self.statuses, self.posts = list(statuses), 0
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, code, body):
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                self._send(200, {"object": "list", "data": [{"id": "m", "object": "model"}]})
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers["Content-Length"]))
+                outer.posts += 1
+                if outer.statuses:
+                    code = outer.statuses.pop(0)
+                    return self._send(code, {"error": {"message": f"status {code}", "type": "x"}})
+                self._send(200, {
+                    "id": "c", "object": "chat.completion", "created": 0, "model": "m",
+                    "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "{}"}}],
+                    "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+                })  # fmt: skip
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def _endpoint(tmp_path, base_url, max_retries=3):
+    from zoharness.rephrase.client import ChatEndpoint
+
+    cache = ResponseCache(tmp_path / "c.jsonl")
+    return ChatEndpoint(
+        "m",
+        cache,
+        "v1",
+        base_url=base_url,
+        api_key_env=None,
+        timeout_s=10,
+        max_retries=max_retries,
+        backoff_s=0.01,
+    )
+
+
+def test_429_and_5xx_are_retried_with_backoff_then_answered(tmp_path):
+    stub = _Flaky([429, 503, 500])
+    endpoint = _endpoint(tmp_path, stub.base_url)
+    response, cached = endpoint.chat([{"role": "user", "content": "x"}], {"temperature": 0}, {})
+    assert response["content"] == "{}" and not cached and stub.posts == 4
+    assert endpoint.counters.retries == 3 and endpoint.counters.requests == 4
+    stub.server.shutdown()
+
+
+def test_retries_are_bounded_and_a_bad_request_is_not_retried(tmp_path):
+    from zoharness.rephrase.client import EndpointError
+
+    stub = _Flaky([503] * 5)
+    with pytest.raises(
+        EndpointError, match=rf"endpoint {re.escape(stub.base_url)}: InternalServerError after 3 attempt"
+    ):
+        _endpoint(tmp_path, stub.base_url, max_retries=2).chat([{"role": "user", "content": "x"}], {}, {})
+    assert stub.posts == 3
+    stub = _Flaky([400])
+    with pytest.raises(EndpointError, match="refused the request: HTTP 400: .*status 400"):
+        _endpoint(tmp_path, stub.base_url).chat([{"role": "user", "content": "x"}], {}, {})
+    assert stub.posts == 1 and not (tmp_path / "c.jsonl").exists()  # failures are never cached

@@ -3,6 +3,7 @@
 # every request/response cached under resources/rephrase-cache/<rewriter>/<task>.jsonl (commit it to
 # let others replay the rephrasing offline: a full cache makes zero requests and starts no server).
 # The ablation mezo_generic_rephrase uses the same rule with a rewriter whose brief omits optimization.
+from zoharness.rephrase import prompts as _prompts
 from zoharness.rephrase import settings as _rephrase
 
 REPHRASED = "resources/rephrased/{rewriter}/{task}/seed{seed}"
@@ -23,10 +24,10 @@ rule rephrase:
         "../../envs/zoharness.yaml"
     input:
         split=SPLIT,
-        prompts=lambda w: sorted(
-            str(p)
-            for p in (_rephrase.PROMPTS_DIR / _rephrase.resolve(w.rewriter, SUITE["rewriters"])["prompt_version"]).iterdir()
-        ),
+        prompts=lambda w: [
+            str(_rephrase.PROMPTS_DIR / _rephrase.resolve(w.rewriter, SUITE["rewriters"])["prompt_version"] / f)
+            for f in _prompts.PROMPT_FILES
+        ],
     output:
         rephrased=f"{REPHRASED}.jsonl",
         stats=f"{REPHRASED}.json",

@@ -48,16 +48,23 @@ class ResponseCache:
             except json.JSONDecodeError:
                 continue  # a torn line (killed mid-write): that response is simply asked again
             if isinstance(entry, dict) and "key" in entry and "response" in entry:
-                self._entries[entry["key"]] = entry
+                self._entries.setdefault(entry["key"], entry)  # the first answer wins, as in put()
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def created_range(self) -> tuple[str | None, str | None]:
+        """Dates of the oldest and newest entries (UTC), for the cache's provenance."""
+        created = sorted(e.get("created", "") for e in self._entries.values())
+        return (created[0], created[-1]) if created else (None, None)
 
     def get(self, key: str) -> dict | None:
         entry = self._entries.get(key)
         return entry["response"] if entry else None
 
-    def put(self, key: str, response: dict, meta: dict) -> None:
+    def put(self, key: str, response: dict, meta: dict) -> dict:
+        """Store a response; returns the response to use. When two threads asked the same request at
+        once (duplicate examples), the first answer stored wins for both, now and on every replay."""
         entry = {
             "key": key,
             **meta,
@@ -66,6 +73,8 @@ class ResponseCache:
         }
         line = (json.dumps(entry, sort_keys=True, ensure_ascii=False) + "\n").encode()
         with self._lock:
+            if key in self._entries:
+                return self._entries[key]["response"]
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
@@ -82,3 +91,4 @@ class ResponseCache:
             finally:
                 os.close(fd)
             self._entries[key] = entry
+            return response

@@ -136,8 +136,8 @@ class ChatEndpoint:
             self.counters.add(cache_hits=1)
             return hit, True
         response = self._request(messages, params)
-        self.cache.put(key, response, {**meta, "model": self.model, "prompt_version": self.prompt_version})
-        return response, False
+        meta = {**meta, "model": self.model, "prompt_version": self.prompt_version}
+        return self.cache.put(key, response, meta), False
 
     def _request(self, messages: list[dict], params: dict) -> dict:
         import openai

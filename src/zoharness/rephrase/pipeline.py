@@ -196,7 +196,7 @@ class Rephraser:
         return items
 
 
-def output_lines(task: Task, items: list, fallback: str) -> list[dict]:
+def output_lines(items: list, fallback: str) -> list[dict]:
     lines = []
     for it in items:
         accepted = it.verdict == "accept"

@@ -18,7 +18,7 @@ import yaml
 from zoharness.io import DataError
 from zoharness.tasks.base import GENERATION, Task
 
-_FILES = (
+PROMPT_FILES = (
     "brief-oat.md",
     "brief-generic.md",
     "rewrite.md",
@@ -41,17 +41,17 @@ class PromptSet:
     @classmethod
     def load(cls, directory: str | Path, version: str | None = None) -> PromptSet:
         directory = Path(directory)
-        missing = [f for f in _FILES if not (directory / f).is_file()]
+        missing = [f for f in PROMPT_FILES if not (directory / f).is_file()]
         if missing:
             raise DataError(f"{directory}: prompt set lacks {missing}")
-        texts = {f: (directory / f).read_text(encoding="utf-8") for f in _FILES}
+        texts = {f: (directory / f).read_text(encoding="utf-8") for f in PROMPT_FILES}
         try:
             instructions = yaml.safe_load(texts["tasks.yaml"]) or {}
             judge_schema = json.loads(texts["judge.schema.json"])
         except (yaml.YAMLError, json.JSONDecodeError) as e:
             raise DataError(f"{directory}: unreadable prompt file: {e}") from None
         digest = hashlib.sha256()
-        for f in _FILES:
+        for f in PROMPT_FILES:
             digest.update(f.encode() + b"\0" + texts[f].encode() + b"\0")
         return cls(
             version or directory.name, directory, texts, instructions, judge_schema, digest.hexdigest()

@@ -41,7 +41,7 @@ def _version(package: str) -> str | None:
 def _write_provenance(
     cache: ResponseCache, rewriter: str, cfg: dict, prompts: P.PromptSet, server_info: dict
 ) -> None:
-    created = sorted(e.get("created", "") for e in cache._entries.values())
+    first, last = cache.created_range()
     path = cache.path.with_suffix(".provenance.json")
     write_json_atomic(
         path,
@@ -54,8 +54,8 @@ def _write_provenance(
             "prompts_sha256": prompts.sha256,
             "settings": {k: v for k, v in cfg.items() if k not in ("server",)},
             "entries": len(cache),
-            "first_created": created[0] if created else None,
-            "last_created": created[-1] if created else None,
+            "first_created": first,
+            "last_created": last,
             "openai_package": _version("openai"),
         },
     )
@@ -172,7 +172,7 @@ def rephrase_split(
             log("[rephrase] server stopped")
         if counters.requests:
             _write_provenance(cache, rewriter, cfg, prompts, server_info)
-    lines = output_lines(task, items, cfg["fallback"])
+    lines = output_lines(items, cfg["fallback"])
     stats = {
         "format_version": FORMAT_VERSION,
         "rewriter": rewriter,
