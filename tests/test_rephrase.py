@@ -3,6 +3,7 @@ rewrite and a verdict, the response cache, rewriter settings, and reading a reph
 (The same pipeline against a real server on loopback: tests/test_rephrase_server.py.)"""
 
 import json
+import os
 import re
 
 import pytest
@@ -421,3 +422,25 @@ def test_retries_are_bounded_and_a_bad_request_is_not_retried(tmp_path):
     with pytest.raises(EndpointError, match="refused the request: HTTP 400: .*status 400"):
         _endpoint(tmp_path, stub.base_url).chat([{"role": "user", "content": "x"}], {}, {})
     assert stub.posts == 1 and not (tmp_path / "c.jsonl").exists()  # failures are never cached
+
+
+def test_check_reports_the_same_reason_in_every_process():
+    """The outputs must not depend on PYTHONHASHSEED: with two answer words leaked, the first candidate is named."""
+    import subprocess
+    import sys
+
+    code = (
+        "from zoharness.rephrase.pipeline import check_rewrite; from zoharness.tasks import get_task;"
+        "print(check_rewrite(get_task('sst2'), {'sentence': 'a dull , lifeless film ', 'label': 0, 'idx': 1},"
+        " '{\"sentence\": \"A great yet terrible film.\"}', 'stop')[1])"
+    )
+    outs = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+        ).stdout.strip()
+        for seed in range(6)
+    }
+    assert outs == {"invalid: field 'sentence' now states the answer word 'terrible'"}

@@ -80,7 +80,8 @@ def check_rewrite(
     # negative review) instead of clarifying the evidence. Checked for candidates of 4+ letters only:
     # "no"/"yes" occur in ordinary text.
     if task.kind != "generation":
-        for candidate in {c.strip().lower() for c in before.candidates}:
+        # dict, not set: candidates in the task's order, so the reported word never depends on hash seeds
+        for candidate in dict.fromkeys(c.strip().lower() for c in before.candidates):
             if len(candidate) < 4:
                 continue
             word = re.compile(rf"\b{re.escape(candidate)}\b")
