@@ -22,6 +22,14 @@ def _smooth(y: np.ndarray, window: int) -> np.ndarray:
     return np.convolve(y, kernel, mode="valid")
 
 
+def _plot_mean_loss(ax, runs: list[np.ndarray], label: str) -> None:
+    """One line: the seeds' losses cut to the shortest run, averaged, then a moving average of n/25 steps."""
+    n = min(len(r) for r in runs)
+    window = max(1, n // 25)
+    smoothed = _smooth(np.mean([r[:n] for r in runs], axis=0), window)
+    ax.plot(np.arange(len(smoothed)) + window, smoothed, label=f"{label} (seeds={len(runs)})")
+
+
 def _save(fig, out_dir: Path, stem: str) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.pdf"]
@@ -51,14 +59,7 @@ def loss_curves(log_paths: list[str | Path], out_dir: str | Path, suite: str) ->
     fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(5.5 * max(len(panels), 1), 3.8), squeeze=False)
     for ax, key in zip(axes[0], panels, strict=False):
         for label, runs in sorted(curves[key].items()):
-            n = min(len(r) for r in runs)
-            mean = np.mean([r[:n] for r in runs], axis=0)
-            window = max(1, n // 25)
-            ax.plot(
-                np.arange(len(_smooth(mean, window))) + window,
-                _smooth(mean, window),
-                label=f"{label} (seeds={len(runs)})",
-            )
+            _plot_mean_loss(ax, runs, label)
         ax.set(title=f"{key[0]} · {key[1]}", xlabel="step", ylabel="train loss (moving avg)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -205,14 +206,7 @@ def rephrase_figure(metrics_paths, stats_paths, out_dir: str | Path, suite: str)
                 np.array([r["loss"] for r in read_train_log(p.parent / "train_log.jsonl")[1]])
                 for p, _ in by_label[lab]
             ]
-            n = min(len(x) for x in losses)
-            mean = np.mean([x[:n] for x in losses], axis=0)
-            window = max(1, n // 25)
-            ax.plot(
-                np.arange(len(_smooth(mean, window))) + window,
-                _smooth(mean, window),
-                label=f"{lab} (seeds={len(losses)})",
-            )
+            _plot_mean_loss(ax, losses, lab)
         ax.set(
             xlabel="step",
             ylabel="train loss on its own train set (moving avg)",
