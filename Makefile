@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE ?= 1
 # request on this machine kind.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: setup run test lint bench bench-sparse profile-sparse sparse-ablations bench-rephrase grid smoke offline-all offline-all-partial crosscheck paper-dry-run
+.PHONY: setup run suite test lint bench bench-sparse profile-sparse sparse-ablations bench-rephrase grid smoke offline-all offline-all-partial crosscheck paper-dry-run
 
 setup: $(STAMP)
 
@@ -26,6 +26,11 @@ $(STAMP): envs/requirements.txt envs/constraints.txt pyproject.toml
 
 run: $(STAMP)
 	snakemake --cores all
+
+# Any suite by name: make suite S=smoke  (config/smoke.yaml; S=paper/mezo-opt13b for a paper suite)
+suite: $(STAMP)
+	@test -n "$(S)" || { echo "usage: make suite S=<name of a config/*.yaml suite>"; exit 2; }
+	snakemake --cores all --configfile config/$(S).yaml
 
 test: $(STAMP)
 	python -m pytest
@@ -63,16 +68,19 @@ sparse-ablations: $(STAMP)
 offline-all: $(STAMP)
 	snakemake --cores all --configfile config/offline-all.yaml
 
-# A table of whichever offline-all runs exist (the whole suite takes hours on a CPU), in MeZO's task order.
-OFFLINE_TASKS := sst2 rte cb boolq wsc wic multirc copa squad
+# A table of whichever offline-all runs exist (the whole suite takes hours on a CPU), in the suite's
+# task and method order (read from its config).
 offline-all-partial: $(STAMP)
 	python -m zoharness table --suite offline-all --out-csv results/tables/offline-all-partial.csv \
 		--out-md results/tables/offline-all-partial.md --out-runs-csv results/tables/offline-all-partial-runs.csv \
-		$$(for t in $(OFFLINE_TASKS); do for m in zero_shot icl fo mezo; do \
-			f=results/offline-all/smollm2-135m/$$t/$$m/seed0/metrics.json; [ -f $$f ] && echo $$f; done; done)
+		$$(python -c "from zoharness.config import load_suite, runs; import os; \
+			s = load_suite('config/offline-all.yaml'); \
+			print(*[p for m, t, me, sd in runs(s) for p in [f'results/offline-all/{m}/{t}/{me}/seed{sd}/metrics.json'] if os.path.exists(p)])")
 
-# Zero-shot runs of the classification tasks, then lm-eval on the same prompts and examples.
-CROSSCHECK_TASKS := sst2 rte cb boolq wsc wic multirc
+# Zero-shot runs of offline-all's classification tasks (read from its config), then lm-eval on the same
+# prompts and examples.
+CROSSCHECK_TASKS = $(shell python -c "from zoharness.config import load_suite; from zoharness.tasks import get_task; \
+	print(*[t for t in load_suite('config/offline-all.yaml')['tasks'] if get_task(t).kind == 'classification'])" 2>/dev/null)
 crosscheck: $(STAMP)
 	snakemake $(foreach t,$(CROSSCHECK_TASKS),results/offline-all/smollm2-135m/$(t)/zero_shot/seed0/metrics.json) \
 		--cores all --configfile config/offline-all.yaml

@@ -6,6 +6,8 @@ import shlex
 
 from zoharness.config import ConfigError, run_spec, runs, validate
 from zoharness.data import data_dir, source_files
+from zoharness.devices import can_be_cuda
+from zoharness.methods import get_method
 from zoharness.tasks import get_task
 
 if "suite" not in config:  # no --configfile: the default suite, with any --config overrides on top
@@ -27,6 +29,10 @@ MODEL_REF = "resources/models/{model}/model_ref.json"
 TABLE_CSV = f"results/tables/{NAME}.csv"
 TABLE_MD = f"results/tables/{NAME}.md"
 RUNS_CSV = f"results/tables/{NAME}-runs.csv"
+# Long tables the figures read (no figure reads a run folder): every logged step's loss; every scalar
+# of every run's metrics.json.
+CURVES_CSV = f"results/tables/{NAME}-curves.csv"
+DETAILS_CSV = f"results/tables/{NAME}-details.csv"
 # A paper suite keeps the paper's numbers beside its config; its scorecard compares them with ours.
 REFERENCE = f"config/paper/{NAME}.reference.csv"
 SCORECARDS = (
@@ -55,8 +61,26 @@ def run_dirs():
 
 
 def split_inputs(wildcards):
-    """The data files a task's split reads (offline: the snapshot; online: what fetch_data saves)."""
-    return [f"{DATA_DIR}/{rel}" for rel in source_files(get_task(wildcards.task), DATA["source"])]
+    """The data files a task's split reads (offline: the snapshot; online: what fetch_data saves), held
+    to the split's frozen manifest (zoharness.data). Ancient: a touched but unchanged file reruns nothing.
+    A change that would alter the split stops the run here, while the job graph is built, leaving every
+    file as it was; with ZOHARNESS_ACCEPT_DATA_CHANGES=1 it is reported instead and the manifest marked
+    out of date (old mtime, inputs not ancient), so the split and the runs that use it are redone."""
+    import sys
+
+    from zoharness.data import ACCEPT_ENV, accepting_data_changes, check_frozen_split
+
+    files = [f"{DATA_DIR}/{rel}" for rel in source_files(get_task(wildcards.task), DATA["source"])]
+    manifest = SPLIT.format(task=wildcards.task, seed=wildcards.seed)
+    protocol = {k: DATA[k] for k in ("num_train", "num_dev", "num_test", "source")}
+    change = check_frozen_split(
+        manifest, DATA_DIR, wildcards.task, int(wildcards.seed), **protocol, accept=accepting_data_changes()
+    )
+    if change:
+        print(f"{ACCEPT_ENV} is set; resampling:\n{change}", file=sys.stderr)
+        os.utime(manifest, (1, 1))  # older than the data (an mtime of 0 reads as unknown)
+        return files
+    return [ancient(f) for f in files]
 
 
 def spec_json(wildcards):
@@ -67,13 +91,16 @@ def spec_json(wildcards):
 
 
 def uses_gpu():
-    return 1 if SUITE["device"] == "cuda" else 0
+    """gpu=1 whenever the job's device can resolve to CUDA (also `auto` on a GPU machine), so the
+    profile's gpu=1 limit serialises those jobs."""
+    return 1 if can_be_cuda(SUITE["device"]) else 0
 
 
-# A method that needs extra files (a mask, a rephrased train set) registers a function here from its
-# rules/methods/<id>.smk: wildcards -> {input name: path}. The train rule adds them as inputs and
-# passes them on as --input NAME=PATH; the method module lists the same names in INPUTS.
-METHOD_INPUTS = {}
+# A method's extra input files (a mask, a rephrased train set) are named in its module's INPUTS. The
+# method's own rules file, which builds that kind of input, registers here a function from wildcards
+# to the file's path, keyed by the input name. The train rule then adds the files as inputs and passes
+# them on as --input NAME=PATH.
+INPUT_FILES = {}
 # Outputs a method's rule file adds to `rule all` (e.g. its own figures) when the suite uses it.
 EXTRA_TARGETS = []
 
@@ -82,9 +109,21 @@ def method_entry(wildcards):
     return SUITE["methods"][wildcards.method]
 
 
+def method_module(variant):
+    return get_method(SUITE["methods"][variant]["method"])
+
+
+def variants_taking(input_name):
+    """The suite's variants whose method reads this kind of input file (in the suite's order)."""
+    return [v for v in SUITE["methods"] if input_name in getattr(method_module(v), "INPUTS", ())]
+
+
 def method_inputs(wildcards):
-    fn = METHOD_INPUTS.get(method_entry(wildcards)["method"])
-    return fn(wildcards) if fn else {}
+    names = getattr(method_module(wildcards.method), "INPUTS", ())
+    missing = [n for n in names if n not in INPUT_FILES]
+    if missing:
+        raise WorkflowError(f"no rule file under rules/methods/ builds the input(s) {missing}")
+    return {name: INPUT_FILES[name](wildcards) for name in names}
 
 
 def method_input_args(wildcards, input):

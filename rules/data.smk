@@ -20,13 +20,17 @@ rule fetch_data:
         "--hf-dataset {params.hf_dataset:q} > {log:q} 2>&1"
 
 
+# A written split is frozen: split_inputs (rules/common.smk) refuses data changes that would alter it
+# while the job graph is built, and a touched but unchanged data file reruns nothing. update(): the
+# manifest is not deleted before the job, so the split CLI compares a rerun (after a refetch, say) with
+# it as well and refuses the same way.
 rule split:
     conda:
         "../envs/zoharness.yaml"
     input:
         split_inputs,
     output:
-        SPLIT,
+        update(SPLIT),
     params:
         data=DATA,
         data_dir=DATA_DIR,

@@ -1,11 +1,9 @@
-
-
 rule figures:
     conda:
         "../envs/zoharness.yaml"
     input:
         table=TABLE_CSV,
-        logs=lambda w: [f"{d}/train_log.jsonl" for d in run_dirs()],
+        curves=CURVES_CSV,
     output:
         FIGURES,
     params:
@@ -14,5 +12,5 @@ rule figures:
     log:
         f"logs/{NAME}/figures.log",
     shell:
-        "python -m zoharness figures --suite {params.suite} --table {input.table:q} --out-dir {params.out_dir:q} "
-        "{input.logs:q} > {log:q} 2>&1"
+        "python -m zoharness figures --suite {params.suite} --table {input.table:q} --curves {input.curves:q} "
+        "--out-dir {params.out_dir:q} > {log:q} 2>&1"

@@ -292,10 +292,11 @@ def _stats(rewriter, brief, accepted, kept):
     }  # fmt: skip
 
 
-def test_rephrase_table_and_figure_from_artifacts(tmp_path):
+def test_rephrase_table_and_figure_from_tables(tmp_path):
+    import pandas as pd
+
     from zoharness.io import write_json_atomic
-    from zoharness.plotting import rephrase_figure
-    from zoharness.tables import write_rephrase_table
+    from zoharness.rephrase.reports import rephrase_figure, rephrase_figures, write_rephrase_table
 
     stats = []
     for rewriter, brief, accepted in (("rw-oat", "oat", 30), ("rw-generic", "generic", 20)):
@@ -305,27 +306,31 @@ def test_rephrase_table_and_figure_from_artifacts(tmp_path):
     assert list(df["acceptance_rate"]) == [0.2, 0.3] and list(df["tokens_in"]) == [150, 150]
     md = (tmp_path / "t.md").read_text()
     assert "| rw-oat | oat | sst2 | 0 | 100 | 30 | 30.0% | 1 | 3 | 2 | 150 | 15 | – |" in md
-    metrics = []
-    for method, label, score in (
-        ("mezo", "MeZO", 0.7),
-        ("mezo_oat_rephrase", "OAT", 0.72),
-        ("mezo_generic_rephrase", "G", 0.69),
-    ):
-        run = tmp_path / method
-        write_json_atomic(
-            run / "metrics.json",
-            {
-                "method_id": method,
-                "label": label,
-                "task": "sst2",
-                "test_score": score,
-                "dev_score": score - 0.05,
-            },
-        )
-        lines = [{"header": {}}] + [{"step": i, "loss": 1.0 / (i + 1)} for i in range(50)]
-        (run / "train_log.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
-        metrics.append(run / "metrics.json")
-    paths = rephrase_figure(metrics, stats, tmp_path / "fig", "t")
+    keys = {"model": "m", "task": "sst2", "seed": 0}
+    runs = pd.DataFrame(
+        [
+            {**keys, "method": m, "method_id": m, "label": label, "test_score": score, "dev_score": score - 0.05}
+            for m, label, score in (
+                ("fo", "FT", 0.9),  # not shown: neither the baseline nor a rephrase method
+                ("mezo", "MeZO", 0.7),
+                ("mezo_generic_rephrase", "G", 0.69),
+                ("mezo_oat_rephrase", "OAT", 0.72),
+            )
+        ]
+    )
+    curves = pd.DataFrame(
+        [{**r, "step": i, "loss": 1.0 / (i + 1)} for r in runs.to_dict("records") for i in range(50)]
+    )
+    methods = ["mezo", "mezo_oat_rephrase", "mezo_generic_rephrase"]  # baseline first, then bar order
+    fig = rephrase_figure(runs, curves, df, "t", methods)
+    bars, losses, held = fig.axes[:3]
+    assert [t.get_text() for t in bars.get_xticklabels()] == ["MeZO", "OAT", "G"]
+    assert [round(p.get_height(), 6) for p in bars.containers[0].patches] == [70.0, 72.0, 69.0]  # test
+    assert [line.get_label() for line in losses.get_lines()] == ["MeZO (seeds=1)", "OAT (seeds=1)", "G (seeds=1)"]
+    assert [p.get_width() for p in held.containers[0].patches] == [20.0, 30.0]  # rephrased share
+    runs.to_csv(tmp_path / "runs.csv", index=False)
+    curves.to_csv(tmp_path / "curves.csv", index=False)
+    paths = rephrase_figures(tmp_path / "runs.csv", tmp_path / "curves.csv", tmp_path / "t.csv", tmp_path / "fig", "t", methods)
     assert [p.name for p in paths] == ["rephrase.png", "rephrase.pdf"] and all(
         p.stat().st_size > 0 for p in paths
     )

@@ -262,7 +262,7 @@ def test_mask_pipeline_end_to_end_on_a_tiny_model(tmp_path, model_refs):
     assert read_json(tmp_path / "m.json")["selection_time_s"] >= 0
     llama, _ = models.load(model_refs["llama"])
     mask.load(tmp_path / "m.safetensors", llama)  # fits the model it was built for
-    from zoharness.tables import write_mask_table
+    from zoharness.sparse.reports import write_mask_table
 
     df = write_mask_table([tmp_path / "m.json"], tmp_path / "masks.csv", tmp_path / "masks.md")
     assert df.loc[0, "selected"] == stats["selected"] and df.loc[0, "corpus"] == "wiki-passages"

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from zoharness.io import read_json
-from zoharness.plotting import accuracy_bars, loss_curves
-from zoharness.tables import write_tables
+from zoharness.plotting import suite_figures
+from zoharness.tables import read_curves, read_details, write_curves, write_details, write_tables
 
 FIXTURES = Path(__file__).parent / "fixtures" / "smoke"
 METRICS = sorted(FIXTURES.glob("*/*/*/seed*/metrics.json"))
@@ -63,9 +63,33 @@ def test_selection_on_dev_picks_the_best_dev_variant():
     assert sel["dev_mean"] == pytest.approx(100 * mean_of("mezo", "dev_accuracy"))
 
 
-def test_figures_from_table_and_logs(tables, tmp_path):
+def test_curves_and_details_tables_give_back_the_artifacts_exactly(tmp_path):
+    """The long tables the figures read hold the logs' losses and metrics.json's scalars bit for bit."""
+    from zoharness.trainlog import read_train_log
+
+    curves = write_curves(LOGS, tmp_path / "curves.csv")
+    back = read_curves(tmp_path / "curves.csv")
+    pd.testing.assert_frame_equal(back, curves, check_dtype=False)
+    for log in LOGS:
+        m = read_json(log.parent / "metrics.json")
+        run = back[(back["method"] == m["method"]) & (back["seed"] == m["seed"])]
+        assert list(run["loss"]) == [r["loss"] for r in read_train_log(log)[1]]  # exact floats
+    write_details(METRICS, tmp_path / "details.csv")
+    details = read_details(tmp_path / "details.csv")
+    assert len(details) == len(METRICS)
+    for row, path in zip(details.to_dict("records"), METRICS, strict=True):
+        m = read_json(path)
+        for key, value in m.items():
+            if isinstance(value, bool | str) or value is None:
+                assert row[key] == value or (value is None and pd.isna(row[key])), key
+            elif isinstance(value, int | float):
+                assert row[key] == value, key  # exact, ints as floats
+
+
+def test_figures_from_tables(tables, tmp_path):
+    write_curves(LOGS, tmp_path / "curves.csv")
     out = tmp_path / "fig"
-    paths = loss_curves(LOGS, out, "smoke") + accuracy_bars(tables[".csv"], out, "smoke")
+    paths = suite_figures(tables[".csv"], tmp_path / "curves.csv", out, "smoke")
     assert sorted(p.name for p in paths) == ["accuracy.pdf", "accuracy.png", "loss.pdf", "loss.png"]
     for p in paths:
         head = p.read_bytes()[:8]

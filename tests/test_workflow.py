@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from zoharness.config import load_suite, runs
 
 ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 
@@ -44,16 +45,22 @@ def test_dry_run_plans_models_x_tasks_x_methods_x_seeds(workdir):
     out = snakemake(workdir, "-n", "--configfile", "config/smoke.yaml")
     assert out.returncode == 0, out.stderr
     jobs = planned(out.stdout)
-    # 3 methods x 2 seeds, plus sparse-ZO-int4 on seed 0 with its mask (sensitivity scores, then top-k)
-    assert jobs["train"] == 1 * 1 * 3 * 2 + 1 and jobs["run_config"] == 7
-    assert jobs["split"] == 2 and jobs["prepare_model"] == 1 and jobs["table"] == 1 and jobs["figures"] == 1
+    suite = _suite("smoke")
+    n_runs = len(runs(suite))  # every (model, task, method, seed), with per-method seed lists
+    assert n_runs == sum(len(e["seeds"] or suite["seeds"]) for e in suite["methods"].values())
+    assert jobs["train"] == n_runs and jobs["run_config"] == n_runs
+    assert jobs["split"] == len(suite["tasks"]) * len(suite["seeds"])
+    assert jobs["prepare_model"] == len(suite["models"]) and jobs["table"] == 1 and jobs["figures"] == 1
+    # the sparse variant's mask: sensitivity scores, then top-k (one of each for its one mask)
     assert jobs["sensitivity"] == 1 and jobs["mask"] == 1 and jobs["sparse_figures"] == 1
 
 
-def test_default_suite_plans_its_runs(workdir):
-    from zoharness.config import load_suite, runs
+def _suite(name):
+    return load_suite(ROOT / "config" / f"{name}.yaml")
 
-    n = len(runs(load_suite(ROOT / "config" / "default.yaml")))
+
+def test_default_suite_plans_its_runs(workdir):
+    n = len(runs(_suite("default")))
     out = snakemake(workdir, "-n")
     assert out.returncode == 0, out.stderr
     assert planned(out.stdout)["train"] == n
@@ -101,8 +108,8 @@ def test_tiny_end_to_end_run_then_nothing_to_do(workdir):
         "resources/masks/tiny-llama/wiki-passages/density~0.01-global.json",
     ):
         assert (workdir / rel).stat().st_size > 0, rel
-    runs = list((workdir / "results" / "smoke").glob("tiny-llama/sst2/*/seed*/metrics.json"))
-    assert len(runs) == 7
+    done = list((workdir / "results" / "smoke").glob("tiny-llama/sst2/*/seed*/metrics.json"))
+    assert len(done) == len(runs(_suite("smoke")))
     again = snakemake(workdir, "-n", "--configfile", "config/smoke.yaml")
     assert "Nothing to be done" in again.stdout + again.stderr
 

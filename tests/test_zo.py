@@ -123,3 +123,74 @@ def test_trajectory_header_documents_the_convention(tiny):
     noise = header["zo"]["noise"]
     assert {"step_seed", "tensor_seed", "generator", "draw", "parameter_order", "tensors"} <= set(noise)
     assert [t[0] for t in noise["tensors"]] == [n for n, _ in trainable_parameters(model)]
+
+
+# The seams: a variant overrides one piece (distribution, estimate, update) and keeps the rest.
+
+
+def _engine(method, model, **params):
+    from zoharness.methods import get_method
+
+    m = get_method(method)
+    return m.build(model, m.Params(**{"lr": 1e-2, "eps": 1e-3, **params}), 11)
+
+
+def test_rademacher_noise_is_signs_with_mean_zero_and_unit_variance(tiny):
+    model, _ = tiny
+    zo = _engine("mezo_rademacher", model)
+    z = torch.cat([zo.noise.noise(123, i).flatten() for i in range(len(zo.noise.tensors))])
+    assert set(z.unique().tolist()) == {-1.0, 1.0}
+    # n draws of ±1: the mean has std 1/sqrt(n); 5 sigma bound.
+    assert abs(z.mean().item()) < 5 / z.numel() ** 0.5
+    assert z.square().mean().item() == 1.0
+    header = zo.trajectory_header()["zo"]
+    assert (
+        header["noise"]["distribution"].startswith("Rademacher") and "random_(0, 2" in header["noise"]["draw"]
+    )
+    # The documented draw reproduces z without the class.
+    seeds = tensor_seeds(123, len(zo.noise.tensors))
+    g = torch.Generator().manual_seed(seeds[2])
+    expect = torch.empty(zo.noise.tensors[2].shape).random_(0, 2, generator=g).mul_(2).sub_(1)
+    assert torch.equal(zo.noise.noise(123, 2), expect)
+
+
+@pytest.mark.parametrize("method", ["mezo_rademacher", "zo_sgd_momentum"])
+def test_variants_do_not_change_a_bit_with_cache_or_threads(tiny, small_split, method):
+    model, tok = tiny
+    batch = _batch(tok, small_split)
+    runs = []
+    for cache, threads in (("none", 2), ("step", 1)):
+        m = copy.deepcopy(model)
+        zo = _engine(method, m, z_cache=cache, noise_threads=threads)
+        runs.append(([zo.step(batch, t)["projected_grad"] for t in range(3)], m))
+    assert runs[0][0] == runs[1][0]
+    for (n, a), (_, b) in zip(runs[0][1].named_parameters(), runs[1][1].named_parameters(), strict=True):
+        assert torch.equal(a, b), n
+
+
+def test_momentum_update_is_heavy_ball_on_the_projected_gradient(tiny, small_split):
+    """θ_2 = θ_0 - lr·(m_1 + m_2), m_1 = g_1 z_1, m_2 = β g_1 z_1 + g_2 z_2 (fp32 rounding apart)."""
+    model, tok = tiny
+    before = _params(model)
+    zo = _engine("zo_sgd_momentum", model, momentum=0.5)
+    batch = _batch(tok, small_split)
+    out = [zo.step(batch, t) for t in range(2)]
+    (g1, s1), (g2, s2) = [(r["projected_grad"], r["zo_seed"]) for r in out]
+    for i, (name, p) in enumerate(trainable_parameters(model)):
+        z1, z2 = zo.noise.noise(s1, i), zo.noise.noise(s2, i)
+        m1, m2 = g1 * z1, 0.5 * g1 * z1 + g2 * z2
+        torch.testing.assert_close(p.detach(), before[name] - 1e-2 * (m1 + m2), atol=1e-6, rtol=0)
+        torch.testing.assert_close(zo.m[i], m2, atol=1e-6, rtol=1e-6)
+    n = sum(t.numel() for t in zo.noise.tensors)
+    assert zo.extra_metrics()["zo_optimizer_state_bytes"] == 4 * n  # one float32 copy: its memory cost
+    header = zo.trajectory_header()["zo"]
+    assert "β=0.5" in header["update"] and header["estimator"] == ZOSGD.ESTIMATOR
+
+
+def test_mezo_header_names_every_piece(tiny):
+    model, _ = tiny
+    zo = _engine("mezo", model)
+    header = zo.trajectory_header()["zo"]
+    assert header["noise"]["distribution"] == "standard normal"
+    assert header["estimator"].startswith("two-sided SPSA") and header["update"].startswith("SGD")
+    assert zo.extra_metrics()["zo_optimizer_state_bytes"] == 0

@@ -7,16 +7,13 @@ from zoharness.rephrase import prompts as _prompts
 from zoharness.rephrase import settings as _rephrase
 
 REPHRASED = "resources/rephrased/{rewriter}/{task}/seed{seed}"
-REPHRASE_METHODS = ("mezo_oat_rephrase", "mezo_generic_rephrase")
-REWRITERS = sorted(
-    {e["params"]["rewriter"] for e in SUITE["methods"].values() if e["method"] in REPHRASE_METHODS}
-)
+# Every variant whose method trains on a rephrased set (the OAT brief and the generic ablation).
+REPHRASE_VARIANTS = variants_taking("rephrased")
+REWRITERS = sorted({SUITE["methods"][v]["params"]["rewriter"] for v in REPHRASE_VARIANTS})
 
-for _method in REPHRASE_METHODS:
-    METHOD_INPUTS[_method] = lambda w: {
-        "rephrased": REPHRASED.format(rewriter=method_entry(w)["params"]["rewriter"], task=w.task, seed=w.seed)
-        + ".jsonl"
-    }
+INPUT_FILES["rephrased"] = lambda w: (
+    REPHRASED.format(rewriter=method_entry(w)["params"]["rewriter"], task=w.task, seed=w.seed) + ".jsonl"
+)
 
 
 rule rephrase:
@@ -56,7 +53,7 @@ REPHRASE_STATS = sorted(
     {
         REPHRASED.format(rewriter=SUITE["methods"][me]["params"]["rewriter"], task=t, seed=s) + ".json"
         for _, t, me, s in runs(SUITE)
-        if SUITE["methods"][me]["method"] in REPHRASE_METHODS
+        if me in REPHRASE_VARIANTS
     }
 )
 if REWRITERS:
@@ -81,15 +78,25 @@ rule rephrase_figure:
     conda:
         "../../envs/zoharness.yaml"
     input:
-        metrics=lambda w: [f"{d}/metrics.json" for d in run_dirs()],
-        stats=REPHRASE_STATS,
+        runs=RUNS_CSV,
+        curves=CURVES_CSV,
+        table=REPHRASE_TABLES[0],
     output:
         REPHRASE_FIGURE,
     params:
         suite=NAME,
         out_dir=lambda w, output: os.path.dirname(output[0]),
+        # the baseline (the same optimizer on the original data), then the rephrase methods in the
+        # suite's order
+        methods=lambda w: list(
+            dict.fromkeys(
+                [method_module(v).COMPARE_WITH for v in REPHRASE_VARIANTS]
+                + [SUITE["methods"][v]["method"] for v in REPHRASE_VARIANTS]
+            )
+        ),
     log:
         f"logs/{NAME}/rephrase_figure.log",
     shell:
         "python -m zoharness rephrase-figure --suite {params.suite} --out-dir {params.out_dir:q} "
-        "--metrics {input.metrics:q} --stats {input.stats:q} > {log:q} 2>&1"
+        "--runs {input.runs:q} --curves {input.curves:q} --table {input.table:q} --methods {params.methods} "
+        "> {log:q} 2>&1"

@@ -7,9 +7,11 @@ from zoharness import sparse as _sparse_lib
 
 MASKS = "resources/masks/{model}/{corpus}"
 
-METHOD_INPUTS["sparse_zo_int4"] = lambda w: {
-    "mask": _sparse.mask_stem(_sparse.Params(**method_entry(w)["params"]), w.model, w.task, NAME) + ".safetensors"
-}
+# Every variant whose method trains on a mask (the method and its ablations).
+MASK_VARIANTS = variants_taking("mask")
+INPUT_FILES["mask"] = lambda w: (
+    _sparse.mask_stem(_sparse.Params(**method_entry(w)["params"]), w.model, w.task, NAME) + ".safetensors"
+)
 
 
 rule sensitivity:
@@ -75,7 +77,7 @@ rule mask:
 # Accuracy vs density, memory by component and the masks' stats, when the suite runs the method.
 SPARSE_FIGURES = [f"figures/{NAME}/sparse-{kind}.{ext}" for kind in ("density", "memory") for ext in ("png", "pdf")]
 MASK_TABLES = [f"results/tables/{NAME}-masks.csv", f"results/tables/{NAME}-masks.md"]
-if any(entry["method"] == "sparse_zo_int4" for entry in SUITE["methods"].values()):
+if MASK_VARIANTS:
     EXTRA_TARGETS += SPARSE_FIGURES + MASK_TABLES
 
 
@@ -87,7 +89,7 @@ rule mask_table:
             {
                 _sparse.mask_stem(_sparse.Params(**SUITE["methods"][me]["params"]), m, t, NAME) + ".json"
                 for m, t, me, _ in runs(SUITE)
-                if SUITE["methods"][me]["method"] == "sparse_zo_int4"
+                if me in MASK_VARIANTS
             }
         ),
     output:
@@ -103,13 +105,15 @@ rule sparse_figures:
     conda:
         "../../envs/zoharness.yaml"
     input:
-        metrics=lambda w: [f"{d}/metrics.json" for d in run_dirs()],
+        details=DETAILS_CSV,
     output:
         SPARSE_FIGURES,
     params:
         suite=NAME,
         out_dir=lambda w, output: os.path.dirname(output[0]),
+        dense=_sparse.COMPARE_WITH,
     log:
         f"logs/{NAME}/sparse_figures.log",
     shell:
-        "python -m zoharness sparse-figures --suite {params.suite} --out-dir {params.out_dir:q} {input.metrics:q} > {log:q} 2>&1"
+        "python -m zoharness sparse-figures --suite {params.suite} --out-dir {params.out_dir:q} "
+        "--details {input.details:q} --dense {params.dense} > {log:q} 2>&1"

@@ -39,11 +39,17 @@ def _cmd_prepare_model(args) -> int:
 
 
 def _cmd_split(args) -> int:
-    from zoharness.data import make_split
+    from zoharness.data import accepting_data_changes, make_split, refuse_changed_split
+    from zoharness.io import read_json
 
     manifest = make_split(
         args.task, args.data_dir, args.seed, args.num_train, args.num_dev, args.num_test, args.source
     )
+    if Path(args.out).exists():  # frozen: rewritten with the same content, or for another request
+        accept = args.accept_data_changes or accepting_data_changes()
+        change = refuse_changed_split(read_json(args.out), manifest, args.out, args.data_dir, accept)
+        if change:
+            print(f"accepted data change; resampled:\n{change}")
     write_json_atomic(args.out, manifest)
     print(f"{args.out}: {manifest['n']}")
     return 0
@@ -81,51 +87,20 @@ def _cmd_train(args) -> int:
     return 0
 
 
-def _cmd_sensitivity(args) -> int:
-    import torch
-
-    from zoharness.sparse.pipeline import sensitivity
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    info = sensitivity(args.model_ref, args.corpus, args.out, args.data_dir, args.split, args.device)
-    print(json.dumps({k: v for k, v in info.items() if k != "shapes"}, indent=2))
-    return 0
-
-
-def _cmd_rephrase(args) -> int:
-    from zoharness.rephrase.client import EndpointError
-    from zoharness.rephrase.run import rephrase_split
-    from zoharness.rephrase.settings import RewriterConfigError, check, resolve
-
-    try:
-        cfg = json.loads(args.settings) if args.settings else resolve(args.rewriter)
-        check(args.rewriter, cfg)
-        if args.threads and cfg["server"]["threads"] is None:
-            cfg["server"]["threads"] = args.threads
-        rephrase_split(
-            args.rewriter, cfg, args.split, args.data_dir, args.out, args.stats, args.cache_dir,
-            log=lambda msg: print(msg, flush=True), server_log=args.server_log,
-        )  # fmt: skip
-    except (EndpointError, RewriterConfigError) as e:
-        print(f"zoharness rephrase: error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-def _cmd_mask(args) -> int:
-    from zoharness.sparse.pipeline import build_mask
-
-    stats = build_mask(args.model_ref, args.corpus, args.density, args.selection, args.out, args.sensitivity)
-    print(json.dumps({k: v for k, v in stats.items() if not k.startswith("per_")}, indent=2))
-    return 0
-
-
 def _cmd_table(args) -> int:
-    from zoharness.tables import write_tables
+    from zoharness.tables import write_details, write_tables
 
     write_tables(args.metrics, args.suite, args.out_csv, args.out_md, args.out_runs_csv)
+    write_details(args.metrics, args.out_details_csv)
     print(Path(args.out_md).read_text())
+    return 0
+
+
+def _cmd_curves(args) -> int:
+    from zoharness.tables import write_curves
+
+    curves = write_curves(args.logs, args.out_csv)
+    print(f"{args.out_csv}: {len(curves)} steps of {curves.groupby(['method', 'seed']).ngroups} runs")
     return 0
 
 
@@ -138,54 +113,44 @@ def _cmd_scorecard(args) -> int:
 
 
 def _cmd_figures(args) -> int:
-    from zoharness.plotting import accuracy_bars, loss_curves
+    from zoharness.plotting import suite_figures
 
-    for p in loss_curves(args.logs, args.out_dir, args.suite) + accuracy_bars(
-        args.table, args.out_dir, args.suite
-    ):
+    for p in suite_figures(args.table, args.curves, args.out_dir, args.suite):
         print(p)
-    return 0
-
-
-def _cmd_sparse_figures(args) -> int:
-    from zoharness.plotting import sparse_figures
-
-    for p in sparse_figures(args.metrics, args.out_dir, args.suite):
-        print(p)
-    return 0
-
-
-def _cmd_mask_table(args) -> int:
-    from zoharness.tables import write_mask_table
-
-    write_mask_table(args.stats, args.out_csv, args.out_md)
-    print(Path(args.out_md).read_text())
-    return 0
-
-
-def _cmd_rephrase_table(args) -> int:
-    from zoharness.tables import write_rephrase_table
-
-    write_rephrase_table(args.stats, args.out_csv, args.out_md)
-    print(Path(args.out_md).read_text())
-    return 0
-
-
-def _cmd_rephrase_figure(args) -> int:
-    from zoharness.plotting import rephrase_figure
-
-    for path in rephrase_figure(args.metrics, args.stats, args.out_dir, args.suite):
-        print(path)
     return 0
 
 
 def _cmd_replay(args) -> int:
-    """Rebuild a ZO run's final weights from the base model and its train log."""
-    from zoharness.replay import replay_run
+    """Rebuild a ZO run's final weights from the base model and its train log; the base and every
+    input are checked against what the run recorded, and replay_info.json says what was used."""
+    from zoharness.replay import REPLAY_INFO, replay
 
-    replay_run(args.run_dir, args.model_ref, out_dir=args.out)
-    print(f"replayed weights written to {args.out}")
+    inputs = {}
+    for item in args.input:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise DataError(f"--input {item!r}: expected NAME=PATH")
+        if name in inputs:
+            raise DataError(f"--input {name}: given twice ({inputs[name]!r} and {path!r})")
+        inputs[name] = path
+    _, info = replay(args.run_dir, args.model_ref, out_dir=args.out, inputs=inputs)
+    print(
+        f"replayed {info['steps_replayed']} steps; weights written to {args.out} "
+        f"(base and inputs used: {Path(args.out) / REPLAY_INFO})"
+    )
     return 0
+
+
+def _add_method_commands(sub) -> None:
+    """Subcommands a method owns (its masks, rephrasings, reports): a method module names the module
+    that registers them in COMMANDS (`register(subparsers)`); methods sharing a package share it."""
+    import importlib
+
+    from zoharness.methods import get_method, method_ids
+
+    owners = {getattr(get_method(m), "COMMANDS", None) for m in method_ids()} - {None}
+    for name in sorted(owners):
+        importlib.import_module(name).register(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -203,7 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out-dir", required=True)
     s.set_defaults(fn=_cmd_prepare_model)
 
-    s = sub.add_parser("split", help="sample train/dev/test (MeZO protocol) and write the split manifest")
+    s = sub.add_parser(
+        "split",
+        help="sample train/dev/test (MeZO protocol) and write the split manifest; an existing --out is "
+        "frozen: a resample that changes it because the data changed is refused",
+    )
     s.add_argument("--task", required=True)
     s.add_argument("--seed", type=int, required=True)
     s.add_argument("--data-dir", required=True)
@@ -212,6 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--num-test", type=int, required=True)
     s.add_argument("--source", choices=("offline", "online"), default="offline")
     s.add_argument("--out", required=True)
+    s.add_argument(
+        "--accept-data-changes",
+        action="store_true",
+        help="replace a frozen --out whose data changed (also: ZOHARNESS_ACCEPT_DATA_CHANGES=1)",
+    )
     s.set_defaults(fn=_cmd_split)
 
     s = sub.add_parser("fetch-data", help="save a task's Hugging Face dataset as jsonl (online source)")
@@ -235,32 +209,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--input", action="append", default=[], help="NAME=PATH, a method's extra input file")
     s.set_defaults(fn=_cmd_train)
 
-    s = sub.add_parser("sensitivity", help="squared gradients of the eligible weights on a corpus")
-    s.add_argument("--model-ref", required=True)
-    s.add_argument("--corpus", required=True, help="wiki-passages | c4 | task-<task>-<suite>")
-    s.add_argument("--data-dir", default=None)
-    s.add_argument("--split", default=None, help="split manifest (task-gradient corpora)")
-    s.add_argument("--device", default="cpu")
-    s.add_argument("--threads", type=int, default=None)
-    s.add_argument("--out", required=True)
-    s.set_defaults(fn=_cmd_sensitivity)
 
-    s = sub.add_parser("mask", help="select a sparse mask from sensitivity scores (or at random)")
-    s.add_argument("--model-ref", required=True)
-    s.add_argument("--corpus", required=True)
-    s.add_argument("--density", type=float, required=True)
-    s.add_argument("--selection", default="global")
-    s.add_argument("--sensitivity", default=None)
-    s.add_argument("--out", required=True)
-    s.set_defaults(fn=_cmd_mask)
 
     s = sub.add_parser("table", help="build result tables from metrics.json files")
     s.add_argument("--suite", required=True)
     s.add_argument("--out-csv", required=True)
     s.add_argument("--out-md", required=True)
     s.add_argument("--out-runs-csv", required=True)
+    s.add_argument("--out-details-csv", required=True, help="every scalar of every run (long format)")
     s.add_argument("metrics", nargs="+")
     s.set_defaults(fn=_cmd_table)
+
+    s = sub.add_parser("curves", help="the training loss of every logged step (long format)")
+    s.add_argument("--out-csv", required=True)
+    s.add_argument("logs", nargs="+", help="train_log.jsonl files (the metrics.json beside each is read)")
+    s.set_defaults(fn=_cmd_curves)
 
     s = sub.add_parser("scorecard", help="a paper's reference numbers beside ours")
     s.add_argument("--suite", required=True)
@@ -270,62 +233,101 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("metrics", nargs="*")
     s.set_defaults(fn=_cmd_scorecard)
 
-    s = sub.add_parser("figures", help="loss curves and accuracy bars from a table and train logs")
+    s = sub.add_parser("figures", help="loss curves and accuracy bars from the suite's tables")
     s.add_argument("--suite", required=True)
     s.add_argument("--table", required=True)
+    s.add_argument("--curves", required=True)
     s.add_argument("--out-dir", required=True)
-    s.add_argument("logs", nargs="+")
     s.set_defaults(fn=_cmd_figures)
 
-    s = sub.add_parser("sparse-figures", help="accuracy vs density and memory by component (sparse ZO)")
-    s.add_argument("--suite", required=True)
-    s.add_argument("--out-dir", required=True)
-    s.add_argument("metrics", nargs="+")
-    s.set_defaults(fn=_cmd_sparse_figures)
 
-    s = sub.add_parser("mask-table", help="a table of the masks a suite uses, from their stats files")
-    s.add_argument("--out-csv", required=True)
-    s.add_argument("--out-md", required=True)
-    s.add_argument("stats", nargs="+")
-    s.set_defaults(fn=_cmd_mask_table)
 
-    s = sub.add_parser(
-        "rephrase", help="rewrite a task's training split with an LLM rewriter + judge (cached)"
-    )
-    s.add_argument(
-        "--rewriter", required=True, help="rewriter name (built-in or from the suite's rewriters:)"
-    )
-    s.add_argument("--settings", help="the rewriter's resolved settings as JSON (default: the built-in ones)")
-    s.add_argument("--split", required=True)
-    s.add_argument("--data-dir", required=True)
-    s.add_argument("--out", required=True, help="rephrased examples (.jsonl)")
-    s.add_argument("--stats", required=True, help="per-task statistics (.json)")
-    s.add_argument("--cache-dir", default="resources/rephrase-cache")
-    s.add_argument("--server-log", help="where the local server writes its log")
-    s.add_argument(
-        "--threads", type=int, help="CPU threads of the local server (unless the settings fix them)"
-    )
-    s.set_defaults(fn=_cmd_rephrase)
 
-    s = sub.add_parser("rephrase-table", help="acceptance/tokens/cost table from the rephrase stats")
-    s.add_argument("--out-csv", required=True)
-    s.add_argument("--out-md", required=True)
-    s.add_argument("stats", nargs="+")
-    s.set_defaults(fn=_cmd_rephrase_table)
 
-    s = sub.add_parser("rephrase-figure", help="rephrased-data runs vs MeZO: accuracy, loss, acceptance")
-    s.add_argument("--suite", required=True)
-    s.add_argument("--out-dir", required=True)
-    s.add_argument("--metrics", nargs="+", required=True)
-    s.add_argument("--stats", nargs="+", required=True)
-    s.set_defaults(fn=_cmd_rephrase_figure)
 
     s = sub.add_parser("replay", help="rebuild a ZO run's final weights from its train log")
     s.add_argument("--run-dir", required=True)
-    s.add_argument("--model-ref", required=True)
+    s.add_argument("--model-ref", required=True, help="the run's base model (its hash is checked)")
     s.add_argument("--out", required=True)
+    s.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        help="NAME=PATH, a method's extra input file (default: the path in the train log's header, "
+        "from the current directory); its sha256 must match the header's",
+    )
     s.set_defaults(fn=_cmd_replay)
+    _add_method_commands(sub)
     return p
+
+
+def _run_path(args) -> str | None:
+    """The run a command works on: train's --out-dir, else the command's main path argument."""
+    for name in ("out_dir", "run_dir", "out", "config", "out_csv"):
+        value = getattr(args, name, None)
+        if value:
+            return str(value)
+    return None
+
+
+def _filesystem(path) -> str:
+    """The mount point of the filesystem that holds `path` (or its nearest existing parent)."""
+    import os
+
+    p = os.path.abspath(path)
+    while not os.path.exists(p):
+        p = os.path.dirname(p)
+    while not os.path.ismount(p):
+        p = os.path.dirname(p)
+    return p
+
+
+def _param_type_error(args) -> str | None:
+    """A TypeError in a run whose run_config.json holds parameters of the wrong type (written by
+    hand, or before types were checked) becomes the parameter check's message; None otherwise."""
+    from zoharness.methods import resolve_params
+
+    run_dir = getattr(args, "run_dir", None)
+    path = getattr(args, "run_config", None) or (run_dir and str(Path(run_dir) / "run_config.json"))
+    if not path:
+        return None
+    try:
+        cfg = json.loads(Path(path).read_text())
+        method, params = cfg["method_id"], cfg["params"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        resolve_params(method, params, f"{path}: params")
+    except ValueError as e:
+        return f"{e}; fix the params in the suite config and rerun the workflow (it rewrites run_config.json)"
+    except (TypeError, AttributeError):
+        return None
+    return None
+
+
+def _known_failure(args, e: BaseException) -> str | None:
+    """The one-line message for a failure of the run rather than of the code (a diverged loss, a full
+    disk, a missing permission, a parameter of the wrong type); None for a bug (keep the traceback)."""
+    import errno
+    import os
+
+    run = _run_path(args)
+    where = (f"run {run}: " if args.command == "train" else f"{run}: ") if run else ""
+    zo = sys.modules.get("zoharness.zo")  # loaded whenever it raised: no torch import here
+    if zo is not None and isinstance(e, zo.NonFiniteLossError):
+        return f"{where}{e}: lower lr or eps, or check the data"
+    if isinstance(e, OSError) and e.errno is not None:
+        path = e.filename or run or "."
+        reason = e.strerror or os.strerror(e.errno)
+        if e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            resume = ": the run resumes from its log" if args.command == "train" else ""
+            return f"{where}{reason}: {path}: free space on {_filesystem(path)} and rerun{resume}"
+        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return f"{where}{reason}: {path}: check write permission on {path}"
+    if isinstance(e, TypeError):
+        message = _param_type_error(args)
+        return message and f"{where}{message}"
+    return None
 
 
 def main(argv=None) -> int:
@@ -334,4 +336,10 @@ def main(argv=None) -> int:
         return args.fn(args)
     except (DataError, BackendUnavailableError, FileNotFoundError, ValueError) as e:
         print(f"zoharness {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except (FloatingPointError, OSError, TypeError) as e:
+        message = _known_failure(args, e)
+        if message is None:
+            raise
+        print(f"zoharness {args.command}: error: {message}", file=sys.stderr)
         return 2

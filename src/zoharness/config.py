@@ -57,7 +57,7 @@ def validate(config: dict, where: str = "config") -> dict:
         _checked(check_task, t, f"{where}: tasks")
     _check_data(cfg, where)
     cfg["methods"] = _normalise_methods(cfg["methods"], where)
-    _check_rewriters(cfg, where)
+    _check_variants(cfg, where)
     for key in ("tasks", "seeds"):
         if len(set(cfg[key])) != len(cfg[key]):
             raise ConfigError(f"{where}: {key} has duplicates: {cfg[key]}")
@@ -86,18 +86,13 @@ def _check_data(cfg: dict, where: str) -> None:
         )
 
 
-def _check_rewriters(cfg: dict, where: str) -> None:
-    """Every rewriter a rephrase method names exists and its settings are valid (before any job runs)."""
-    from zoharness.rephrase.settings import RewriterConfigError, resolve
-
+def _check_variants(cfg: dict, where: str) -> None:
+    """A method's own suite checks (its `check_variant` hook: e.g. that a rewriter it names exists),
+    before any job runs. The shared config never reads a method's parameters itself."""
     for name, entry in cfg["methods"].items():
-        rewriter = entry["params"].get("rewriter")
-        if rewriter is None:
-            continue
-        try:
-            resolve(rewriter, cfg["rewriters"])
-        except RewriterConfigError as e:
-            raise ConfigError(f"{where}: methods.{name}.params.rewriter: {e}") from None
+        check = getattr(get_method(entry["method"]), "check_variant", None)
+        if check is not None:
+            _checked(lambda e, n=name, c=check: c(n, e["params"], cfg), entry, where)
 
 
 def _checked(check, value, where):

@@ -9,12 +9,22 @@ Sources: "offline" reads the bundled snapshot (data/, see data/README.md); "onli
 Face datasets MeZO names, materialised once as jsonl in the same record schema (`fetch_online`).
 Where the snapshot lacks a split, the task's OfflineLayout says what is done instead (or that the task
 needs the online source). The manifest lists every example's id and the sha256 of its record, so a
-rerun on changed data fails instead of silently training on something else.
+run on changed data fails instead of silently training on something else.
+
+A written manifest is frozen: a split is never resampled from changed data unless the user says so.
+`refuse_changed_split` refuses a new manifest with the same request (task, seed, source, protocol,
+manifest version) as the frozen one but other content (an example's record, the chosen ids, a data
+file's sha256), naming the files and examples, unless ZOHARNESS_ACCEPT_DATA_CHANGES=1 is set (or
+`zoharness split --accept-data-changes`). A different request (num_train changed, say) is a resample
+by design and passes. The workflow runs `check_frozen_split` while it builds its job graph, so an edit
+stops the run before any job starts and leaves every file as it was (split_inputs, rules/common.smk).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +33,7 @@ from zoharness.io import (
     DataError,
     dumps,
     iter_jsonl,
+    read_json,
     sha256_file,
     sha256_json,
     write_json_atomic,
@@ -33,6 +44,7 @@ from zoharness.tasks.base import Example, Task
 
 MANIFEST_VERSION = 2
 TEST_SAMPLE_SEED = 0
+ACCEPT_ENV = "ZOHARNESS_ACCEPT_DATA_CHANGES"
 SOURCES = ("offline", "online")
 ONLINE_HELP = (
     "set `data: {source: online}` in the suite config (it needs network access to the Hugging Face hub; "
@@ -42,6 +54,10 @@ ONLINE_HELP = (
 
 class DataUnavailableError(DataError):
     pass
+
+
+class DataChangedError(DataError):
+    """The data no longer match a frozen split manifest."""
 
 
 def data_dir(data_cfg: dict) -> str:
@@ -171,6 +187,108 @@ def make_split(
         "n": {"train": len(train), "dev": len(dev), "test": len(test), "train_pool": len(train_pool)},
         "splits": {"train": _entries(train), "dev": _entries(dev), "test": _entries(test)},
     }
+
+
+def accepting_data_changes() -> bool:
+    """Whether the user accepts data changes that alter frozen splits (ACCEPT_ENV set, not "0")."""
+    return os.environ.get(ACCEPT_ENV, "") not in ("", "0")
+
+
+def _request(manifest: dict) -> dict:
+    """What a manifest was sampled for: everything but what the data decide (files, counts, examples)."""
+    return {k: v for k, v in manifest.items() if k not in ("files", "n", "splits")}
+
+
+def _changed_examples(old: dict, new: dict) -> list[str]:
+    """Ids (with their split) that were added, dropped, moved or whose record changed, old order first."""
+
+    def entries(m):
+        return {e["id"]: (split, e["sha256"]) for split, es in m["splits"].items() for e in es}
+
+    o, n = entries(old), entries(new)
+    return [
+        f"{uid!r} ({(o.get(uid) or n[uid])[0]})"
+        for uid in [*o, *(u for u in n if u not in o)]
+        if o.get(uid) != n.get(uid)
+    ]
+
+
+def split_change(old: dict, new: dict, manifest_path, data_dir) -> str | None:
+    """What changed when `new`, sampled from the data now, differs from the frozen `old` with the same
+    request (task, seed, source, protocol, manifest version); None when they are equal or the request
+    differs (a resample by design)."""
+    if old == new or _request(old) != _request(new):
+        return None
+    files = sorted(
+        str(Path(data_dir) / rel)
+        for rel in {**old["files"], **new["files"]}
+        if old["files"].get(rel) != new["files"].get(rel)
+    )
+    ids = _changed_examples(old, new)
+    if ids:
+        more = f" and {len(ids) - 10} more" if len(ids) > 10 else ""
+        examples = f"{len(ids)} example(s) of the split changed: {', '.join(ids[:10])}{more}"
+    else:
+        total = sum(len(es) for es in old["splits"].values())
+        examples = (
+            f"none of the split's {total} examples changed, but the manifest records each data file's "
+            "sha256, so the split would differ"
+        )
+    return (
+        f"{manifest_path}: task {old['task']}, seed {old['seed']}: the data changed since this split was "
+        f"frozen\n  changed data file(s): {', '.join(files) or 'none'}\n  {examples}"
+    )
+
+
+def refuse_changed_split(old: dict, new: dict, manifest_path, data_dir, accept: bool = False) -> str | None:
+    """Raise DataChangedError when `new` may not replace the frozen `old` (see split_change), unless
+    `accept`; returns the change that was accepted, or None when there was none."""
+    change = split_change(old, new, manifest_path, data_dir)
+    if change and not accept:
+        raise DataChangedError(
+            f"{change}\nRefusing to resample the split silently. To keep it, revert the data. To accept "
+            f"the change (a new split: every run that uses it is redone), rerun with {ACCEPT_ENV}=1 in "
+            f"the environment (e.g. `{ACCEPT_ENV}=1 snakemake ...`; `zoharness split` also takes "
+            "--accept-data-changes)."
+        )
+    return change
+
+
+@cache
+def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_file(path)
+
+
+def check_frozen_split(
+    manifest_path: str | Path,
+    data_dir: str | Path,
+    task_name: str,
+    seed: int,
+    num_train: int,
+    num_dev: int | None,
+    num_test: int,
+    source: str = "offline",
+    accept: bool = False,
+) -> str | None:
+    """refuse_changed_split for an existing manifest and the data now, without writing anything.
+    Cheap when nothing changed: it hashes the data files (once per process) and resamples only on a
+    mismatch. No manifest, or a data file not there yet (not fetched), leaves nothing to check."""
+    path = Path(manifest_path)
+    if not path.exists():
+        return None
+    old = read_json(path)
+    recorded = old.get("files") or {}
+    paths = {rel: Path(data_dir) / rel for rel in recorded}
+    if not all(p.is_file() for p in paths.values()):
+        return None
+    stats = {rel: p.stat() for rel, p in paths.items()}
+    if all(
+        _sha256_of(str(p), stats[rel].st_size, stats[rel].st_mtime_ns) == recorded[rel]
+        for rel, p in paths.items()
+    ):
+        return None
+    new = make_split(task_name, data_dir, seed, num_train, num_dev, num_test, source)
+    return refuse_changed_split(old, new, manifest_path, data_dir, accept)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Atomic, deterministic file I/O shared by every step.
 
 Every JSON artifact is written to a temporary file in the same folder and renamed into place, so a
-reader never sees half a file and a killed job leaves either the old file or none.
+reader never sees half a file and a killed job leaves either the old file or none. The file gets the
+mode open() would give it (0o666 & ~umask), not mkstemp's 0600: see set_default_mode.
 """
 
 from __future__ import annotations
@@ -27,6 +28,50 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, ensure_ascii=False, allow_nan=False)
 
 
+def _umask_from_proc() -> int | None:
+    """The process's umask from /proc/self/status (Linux >= 4.7), or None where that line is missing."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _umask_at_import() -> int:
+    # os.umask can only be read by setting it: set-and-restore is a race with any other thread that
+    # creates a file in between, so it is done once, here, while the module is imported (under the
+    # import lock, before a job starts its worker threads), and only where /proc cannot tell.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# /proc/self/status is read on every write (cheap, thread-safe, and it follows a later os.umask() of
+# the job); the value read at import is the fallback off Linux.
+_IMPORT_UMASK = _umask_from_proc()
+if _IMPORT_UMASK is None:
+    _IMPORT_UMASK = _umask_at_import()
+
+
+def current_umask() -> int:
+    mask = _umask_from_proc()
+    return _IMPORT_UMASK if mask is None else mask
+
+
+def set_default_mode(target: int | str | os.PathLike) -> None:
+    """Give a file written through a temporary file (mkstemp creates them 0600 whatever the umask) the
+    mode a plain open() would have given it, 0o666 & ~umask, so the group on a shared filesystem can read
+    the artifacts. `target` is an open file descriptor or a path; call it before the rename into place."""
+    mode = 0o666 & ~current_umask()
+    if isinstance(target, int):
+        os.fchmod(target, mode)
+    else:
+        os.chmod(target, mode)
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -35,6 +80,7 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
+            set_default_mode(f.fileno())
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:

@@ -2,15 +2,24 @@
 
 Cells are test-set metrics in percent, mean ± sample std over seeds, with the number of seeds n;
 a second block gives the dev-set numbers (the only numbers used to choose hyperparameters).
+
+Two long tables carry what figures need, so no figure reads a run folder: <suite>-curves.csv (one row
+per logged step: the training loss) and <suite>-details.csv (one row per scalar in each run's
+metrics.json). Their readers give floats back bit for bit (repr in; pandas >= 3 and json parse it
+round-trip exact, which tests/test_tables.py checks).
+Method-specific tables (masks, rephrasing) live in their methods' packages.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
 import pandas as pd
 
 from zoharness.io import read_json, write_text_atomic
+from zoharness.trainlog import read_train_log
 
 RUN_COLUMNS = [
     "model",
@@ -35,6 +44,16 @@ RUN_COLUMNS = [
     "dtype",
     "device",
 ]
+# Added only when some run was resumed, so tables of runs trained in one process keep their layout.
+PARTIAL_COLUMNS = ["resumed_at_step", "measurements_complete"]
+
+
+def partial_runs(df: pd.DataFrame) -> pd.Series:
+    """Runs whose wall time and memory cover only the process that finished them (they were resumed);
+    runs written before metrics.json had the flag count as complete."""
+    if "measurements_complete" not in df:
+        return pd.Series(False, index=df.index)
+    return df["measurements_complete"].eq(False)
 
 
 def collect(metrics_paths: list[str | Path]) -> pd.DataFrame:
@@ -47,13 +66,16 @@ def collect(metrics_paths: list[str | Path]) -> pd.DataFrame:
             df[f"{split}_score"] = df[f"{split}_accuracy"]
         elif f"{split}_accuracy" in df:
             df[f"{split}_score"] = df[f"{split}_score"].fillna(df[f"{split}_accuracy"])
-    for col in RUN_COLUMNS:
+    columns = RUN_COLUMNS + (PARTIAL_COLUMNS if partial_runs(df).any() else [])
+    for col in columns:
         if col not in df:
             df[col] = None
+    if "resumed_at_step" in columns:
+        df["resumed_at_step"] = pd.to_numeric(df["resumed_at_step"]).astype("Int64")
     # Keep the order the runs were given in (the workflow passes them in config order, so rows follow
     # the suite's method order); only seeds are sorted within a (model, task, method).
     df["_order"] = df.groupby(["model", "task", "method"], sort=False).ngroup()  # first-appearance order
-    return df.sort_values(["_order", "seed"], kind="stable")[RUN_COLUMNS].reset_index(drop=True)
+    return df.sort_values(["_order", "seed"], kind="stable")[columns].reset_index(drop=True)
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
@@ -103,7 +125,15 @@ def _cell(mean, std, n) -> str:
     return f"{mean:.1f}{spread} (n={n})"
 
 
-def markdown(summary: pd.DataFrame, suite: str, task_labels: dict[str, str]) -> str:
+def resumed_runs(runs: pd.DataFrame) -> list[str]:
+    """One line per partial run, for the markdown's note."""
+    return [
+        f"{r.model} · {r.task} · {r.method} seed {r.seed} (resumed at step {r.resumed_at_step})"
+        for r in runs[partial_runs(runs)].itertuples()
+    ]
+
+
+def markdown(summary: pd.DataFrame, suite: str, task_labels: dict[str, str], resumed: list[str] = ()) -> str:
     tasks = list(dict.fromkeys(summary["task"]))
     lines = [
         f"# Results: suite `{suite}`",
@@ -155,6 +185,17 @@ def markdown(summary: pd.DataFrame, suite: str, task_labels: dict[str, str]) -> 
                 f"{s['method']} | {s['dev_mean']:.1f} | {s['test_mean']:.1f} |"
             )
         lines.append("")
+    if resumed:  # their metrics stand; their wall time and memory cover only the last process
+        lines += [
+            "## Resumed runs",
+            "",
+            "These runs were stopped (killed, or failed) and resumed: their metrics and step times are "
+            "complete, but the wall time and memory figures in their metrics.json cover only the process "
+            "that finished them (per-process figures under `segments`).",
+            "",
+            *(f"- {r}" for r in resumed),
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -193,96 +234,67 @@ def write_tables(metrics_paths, suite: str, out_csv, out_md, out_runs_csv) -> pd
     labels = {t: task_label(get_task(t)) for t in summary["task"].unique()}
     write_text_atomic(out_runs_csv, runs.to_csv(index=False))
     write_text_atomic(out_csv, wide(summary).to_csv(index=False))
-    write_text_atomic(out_md, markdown(summary, suite, labels))
+    write_text_atomic(out_md, markdown(summary, suite, labels, resumed_runs(runs)))
     return summary
 
 
-MASK_COLUMNS = (
-    ("corpus", "corpus"),
-    ("density_requested", "density"),
-    ("selection", "selection"),
-    ("selected", "entries"),
-    ("score_mass_coverage", "squared-gradient mass held"),
-    ("sensitivity_time_s", "sensitivity time (s)"),
-    ("sensitivity_peak_bytes", "sensitivity peak memory (bytes)"),
-    ("selection_time_s", "selection time (s)"),
-    ("index_bytes_on_disk_int32", "index bytes (int32)"),
-)
+RUN_KEYS = ["model", "task", "method", "method_id", "label", "seed"]  # what names a run in the long tables
 
 
-def write_mask_table(stats_paths, out_csv, out_md) -> pd.DataFrame:
-    """One row per mask a suite uses, from the mask rule's stats (.json beside each mask)."""
+def write_curves(log_paths: list[str | Path], out_csv) -> pd.DataFrame:
+    """Training loss per logged step of every run (runs in the order given; evaluation-only runs have
+    no steps). Reads each train_log.jsonl and the metrics.json beside it, both rule inputs."""
+    frames = []
+    for path in log_paths:
+        metrics = read_json(Path(path).parent / "metrics.json")
+        _, records = read_train_log(path)
+        frame = pd.DataFrame({"step": [r["step"] for r in records], "loss": [r["loss"] for r in records]})
+        frames.append(frame.assign(**{k: metrics[k] for k in RUN_KEYS})[RUN_KEYS + ["step", "loss"]])
+    curves = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RUN_KEYS + ["step", "loss"])
+    write_text_atomic(out_csv, curves.to_csv(index=False))
+    return curves
+
+
+def read_curves(path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype={"model": str, "task": str, "method": str})
+
+
+def write_details(metrics_paths: list[str | Path], out_csv) -> pd.DataFrame:
+    """Every scalar of every run's metrics.json, one row per (run, key), runs in the order given."""
     rows = []
-    for path in sorted(set(map(str, stats_paths))):
-        s = read_json(path)
-        row = {key: s.get(key) for key, _ in MASK_COLUMNS}
-        kinds = sorted(s["per_kind"].items(), key=lambda kv: -kv[1]["selected"])
-        row["largest share"] = ", ".join(f"{k} {v['selected'] / s['selected']:.0%}" for k, v in kinds[:3])
-        row["mask"] = path
-        rows.append(row)
-    df = pd.DataFrame(rows)
-    write_text_atomic(out_csv, df.to_csv(index=False))
-    md = ["| " + " | ".join([label for _, label in MASK_COLUMNS] + ["largest share of entries"]) + " |"]
-    md.append("|" + "---|" * (len(MASK_COLUMNS) + 1))
-    for r in rows:
-        cells = []
-        for key, _ in MASK_COLUMNS:
-            v = r[key]
-            if key == "score_mass_coverage":
-                cells.append("–" if v is None else f"{100 * v:.1f}%")
-            elif key == "sensitivity_peak_bytes":
-                cells.append("–" if v is None else f"{v / 2**30:.2f} GiB")
-            elif isinstance(v, float):
-                cells.append(f"{v:g}" if key == "density_requested" else f"{v:.1f}")
-            else:
-                cells.append("–" if v is None else str(v))
-        md.append("| " + " | ".join(cells + [r["largest share"]]) + " |")
-    write_text_atomic(out_md, "Masks (from resources/masks/**/density~*.json)\n\n" + "\n".join(md) + "\n")
-    return df
+    for path in metrics_paths:
+        metrics = read_json(path)
+        run = {k: metrics[k] for k in RUN_KEYS}
+        for key, value in metrics.items():
+            if key not in RUN_KEYS and (value is None or isinstance(value, bool | int | float | str)):
+                rows.append({**run, "key": key, "value": _encode(value)})
+    details = pd.DataFrame(rows, columns=RUN_KEYS + ["key", "value"])
+    write_text_atomic(out_csv, details.to_csv(index=False))
+    return details
 
 
-def write_rephrase_table(stats_paths, out_csv, out_md) -> pd.DataFrame:
-    """One row per (rewriter, task, seed) a suite rephrases, from the rephrase rule's stats."""
-    rows = []
-    for path in sorted(set(map(str, stats_paths))):
-        s = read_json(path)
-        tok = s["tokens"]
-        rows.append(
-            {
-                "rewriter": s["rewriter"],
-                "brief": s["brief"],
-                "task": s["task"],
-                "seed": s["seed"],
-                "examples": s["examples"],
-                "accepted": s["accepted"],
-                "acceptance_rate": s["acceptance_rate"],
-                "kept_original": s["kept_original"],
-                "dropped": s["dropped"],
-                "malformed_replies": s["malformed_replies"],
-                "judge_rejections": s["outcomes"].get("rejected by judge", 0),
-                "invalid_rewrites": s["outcomes"].get("invalid", 0),
-                "tokens_in": sum(t["input"] for t in tok.values()),
-                "tokens_out": sum(t["output"] for t in tok.values()),
-                "cost_usd": s["cost_usd"],
-                "model": s["model"],
-                "prompt_version": s["prompt_version"],
-                "stats": path,
-            }
-        )
-    df = pd.DataFrame(rows)
-    write_text_atomic(out_csv, df.to_csv(index=False))
-    cols = ["rewriter", "brief", "task", "seed", "examples", "accepted", "acceptance_rate", "malformed_replies",
-            "invalid_rewrites", "judge_rejections", "tokens_in", "tokens_out", "cost_usd"]  # fmt: skip
-    md = ["| " + " | ".join(c.replace("_", " ") for c in cols) + " |", "|" + "---|" * len(cols)]
-    for r in rows:
-        cells = [
-            f"{100 * r[c]:.1f}%" if c == "acceptance_rate" else ("–" if r[c] is None else str(r[c]))
-            for c in cols
-        ]
-        md.append("| " + " | ".join(cells) + " |")
-    write_text_atomic(
-        out_md,
-        "Rephrasing (from resources/rephrased/**/seed*.json; rewrites retried up to max attempts, "
-        "then the original kept)\n\n" + "\n".join(md) + "\n",
-    )
-    return df
+def _encode(value) -> str:
+    # JSON spelling keeps types apart in one text column: "true", "null", "0.1", "\"nf4\"".
+    return json.dumps(value, allow_nan=False)
+
+
+def read_details(path) -> pd.DataFrame:
+    """The details table back as one row per run (metrics.json's scalars as columns, exact values)."""
+    long = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if long.empty:
+        return pd.DataFrame(columns=RUN_KEYS)
+    long["value"] = [json.loads(v) for v in long["value"]]
+    long["seed"] = long["seed"].astype(int)
+    long["_run"] = long.groupby(RUN_KEYS, sort=False).ngroup()
+    wide = long.pivot(index="_run", columns="key", values="value")
+    runs = long.drop_duplicates("_run").set_index("_run")[RUN_KEYS]
+    out = runs.join(wide).reset_index(drop=True)
+    keys = list(dict.fromkeys(long["key"]))  # metrics.json's key order
+    out = out[RUN_KEYS + keys]
+    for key in keys:  # columns holding only numbers (or nulls) become numeric, as read_json gave them
+        values = [v for v in out[key] if v is not None and not (isinstance(v, float) and math.isnan(v))]
+        if values and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            out[key] = pd.array([float("nan") if v is None else v for v in out[key]], dtype="float64")
+        else:
+            out[key] = out[key].where(out[key].notna(), None)
+    return out

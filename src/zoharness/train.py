@@ -4,9 +4,16 @@ Artifacts (results/<suite>/<model>/<task>/<method>/seed<seed>/):
   train_log.jsonl  header line, then one line per step (step, loss, zo_seed, projected_grad, lr, ...)
   metrics.json     final metrics; written last, atomically, only when the run completed
   run_info.json    provenance
-While running, the log lives in .inprogress/ (not a Snakemake output, so a failed or killed job's log
-survives Snakemake's cleanup); a rerun resumes from it: ZO methods replay the logged steps onto the
-base weights (bit-exact, no forward passes) and continue; methods without replay start over.
+While running, the log lives in .inprogress/ (zoharness.rundir: also the lock and the per-process
+segments); a rerun resumes from it: methods that can replay re-apply the logged steps onto the base
+weights (ZO: bit-exact, no forward passes) and continue; the others start over. The in-progress copy is
+removed only after every output is written, so a failure while writing them (a full disk) costs a
+replay, not the trajectory.
+
+A run is five stages, read top to bottom in `train`: prepare (load everything), resume (the in-progress
+log), loop (the steps), evaluate (dev and test), write (the outputs, metrics.json last). The method is
+seen only through zoharness.trainer.Trainer (what its build returned) and methods.method_hooks (its
+optional module-level hooks).
 """
 
 from __future__ import annotations
@@ -16,16 +23,28 @@ import math
 import shutil
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from zoharness import generation, models, scoring
-from zoharness.data import data_dir, load_split
-from zoharness.io import DataError, dumps, read_json, sha256_file, write_json_atomic, write_text_atomic
-from zoharness.methods import get_method
+from zoharness.data import Split, data_dir, load_split
+from zoharness.devices import pick_device
+from zoharness.io import (
+    DataError,
+    dumps,
+    read_json,
+    sha256_file,
+    sha256_json,
+    write_json_atomic,
+    write_text_atomic,
+)
+from zoharness.methods import MethodHooks, get_method, method_hooks
 from zoharness.profiling import (
     cuda_peaks,
     latency_stats,
@@ -35,10 +54,22 @@ from zoharness.profiling import (
     train_phase_start,
 )
 from zoharness.provenance import run_info
+from zoharness.rundir import (
+    INPROGRESS,
+    LOG,
+    SEGMENTS,
+    copy_atomic,
+    lock_run,
+    read_segments,
+    unlock_run,
+    write_segments,
+)
+from zoharness.rundir import RunLockedError as RunLockedError  # re-exported: callers catch it here
 from zoharness.tasks import get_task
 from zoharness.tasks.base import GENERATION
-
-INPROGRESS = ".inprogress"
+from zoharness.trainer import Trainer, as_trainer
+from zoharness.trainlog import read_log
+from zoharness.trainlog import read_train_log as read_train_log  # re-exported for older importers
 
 
 class BatchSampler:
@@ -56,32 +87,6 @@ class BatchSampler:
         if epoch != self._epoch:
             self._epoch, self._perm = epoch, np.random.default_rng([self.seed, epoch]).permutation(self.n)
         return self._perm[i * self.batch_size : (i + 1) * self.batch_size]
-
-
-def _read_log(path: Path) -> tuple[dict | None, list[dict]]:
-    """Header and step records of an in-progress log; a torn last line (killed mid-write) is dropped."""
-    if not path.exists():
-        return None, []
-    lines = path.read_text(encoding="utf-8").split("\n")
-    if lines and lines[-1] != "":
-        lines = lines[:-1]  # no trailing newline: the last write was interrupted
-    parsed = []
-    for line in lines:
-        if line.strip():
-            try:
-                parsed.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
-    if not parsed or "header" not in parsed[0]:
-        return None, []
-    return parsed[0]["header"], parsed[1:]
-
-
-def read_train_log(path: str | Path) -> tuple[dict, list[dict]]:
-    header, records = _read_log(Path(path))
-    if header is None:
-        raise DataError(f"{path}: not a train log (no header line)")
-    return header, records
 
 
 def _encode_train(tokenizer, task, examples, max_length):
@@ -104,8 +109,7 @@ def _eval_metrics(name: str, result: dict) -> dict:
     return {f"{name}_score": result["score"], **{f"{name}_{k}": result[k] for k in keys}}
 
 
-def _method_inputs(module, method_id: str, given: dict[str, str]) -> dict[str, str]:
-    wanted = tuple(getattr(module, "INPUTS", ()))
+def _method_inputs(wanted: tuple[str, ...], method_id: str, given: dict[str, str]) -> dict[str, str]:
     missing = [n for n in wanted if n not in given]
     if missing:
         raise DataError(f"method {method_id!r} needs input file(s) {missing}: pass --input NAME=PATH")
@@ -118,12 +122,49 @@ def _method_inputs(module, method_id: str, given: dict[str, str]) -> dict[str, s
     return dict(given)
 
 
-def pick_device(requested: str) -> torch.device:
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("run_config asks for device 'cuda' but torch sees no CUDA device")
-    return torch.device(requested)
+@dataclass
+class Run:
+    """What the stages share: prepare fills the first block, resume and loop the rest."""
+
+    cfg: dict
+    run_config_path: Path
+    model_ref_path: Path
+    out_dir: Path
+    wall_start: float  # before the config was read: wall time covers loading too
+    threads: int
+    device: torch.device
+    module: ModuleType
+    hooks: MethodHooks
+    params: Any
+    inputs: dict[str, str]
+    task: Any
+    split: Split
+    model: Any
+    tokenizer: Any
+    total: int  # optimisation steps (0: an evaluation-only method)
+    train_examples: list
+    train_set: list  # encoded train_examples ([] when total is 0)
+    trainer: Trainer
+    # resume:
+    header: dict = field(default_factory=dict)
+    records: list[dict] = field(default_factory=list)  # the log's step records, the kept ones first
+    earlier: list[dict] = field(default_factory=list)  # segments of the processes before this one
+    segment: dict = field(default_factory=dict)  # this process's segment
+    # loop:
+    model_bytes: int = 0
+    train_memory: dict = field(default_factory=dict)
+
+    @property
+    def work(self) -> Path:
+        return self.out_dir / INPROGRESS
+
+    @property
+    def log_path(self) -> Path:
+        return self.work / LOG
+
+    @property
+    def batch_size(self) -> int:
+        return getattr(self.params, "batch_size", 1)  # evaluation-only methods have none
 
 
 def train(
@@ -145,118 +186,201 @@ def train(
             f"{split_path}: split manifest differs from the one {run_config_path} was made for; "
             "rerun the workflow so run_config.json is rewritten"
         )
+    lock = lock_run(out_dir)  # before anything is loaded or written: a second trainer fails at once
+    try:
+        run = prepare(cfg, run_config_path, split_path, model_ref_path, out_dir, threads, inputs, wall_start)
+        resume(run)
+        if not loop(run, stop_after):
+            return None  # stopped early on request: the in-progress log is the run's state
+        results, eval_s = evaluate(run)
+        return write(run, results, eval_s)
+    finally:
+        unlock_run(out_dir, lock)
+
+
+def prepare(cfg, run_config_path, split_path, model_ref_path, out_dir, threads, inputs, wall_start) -> Run:
+    """Device, method, inputs, task, split, model, train set and the method's trainer."""
     if threads:
         torch.set_num_threads(threads)
-    threads = torch.get_num_threads()
+    threads = torch.get_num_threads()  # recorded as torch_threads: what the run actually used
     device = pick_device(cfg["device"])
     if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-
+        torch.cuda.reset_peak_memory_stats(device)  # peaks in metrics.json are this run's
     module = get_method(cfg["method_id"])
+    hooks = method_hooks(module)
     params = module.Params(**cfg["params"])
-    inputs = _method_inputs(module, cfg["method_id"], inputs or {})
+    inputs = _method_inputs(hooks.inputs, cfg["method_id"], inputs or {})
     task = get_task(cfg["task"])
     split = load_split(read_json(split_path), data_dir(cfg["data"]), str(split_path))
     model, tokenizer = models.load(model_ref_path, cfg["precision"]["weights"], device)
-    max_length = cfg["eval"]["max_length"]
     total = module.num_steps(params, len(split.train))
-    # Evaluation-only methods (zero-shot, ICL) never batch the train split: skip tokenising it.
     # A method may train on other examples than the split's (rephrased ones); evaluation never changes.
-    train_examples = (
-        module.train_examples(params, task, split.train, **inputs)
-        if hasattr(module, "train_examples")
-        else split.train
-    )
+    train_examples = hooks.train_examples(params, task, split.train, **inputs)
+    # Evaluation-only methods (zero-shot, ICL) never batch the train split: skip tokenising it.
+    max_length = cfg["eval"]["max_length"]
     train_set = _encode_train(tokenizer, task, train_examples, max_length) if total else []
-    impl = module.build(model, params, cfg["seed"], **inputs)
+    trainer = as_trainer(module.build(model, params, cfg["seed"], **inputs), model, cfg["method_id"])
+    return Run(
+        cfg=cfg,
+        run_config_path=Path(run_config_path),
+        model_ref_path=Path(model_ref_path),
+        out_dir=out_dir,
+        wall_start=wall_start,
+        threads=threads,
+        device=device,
+        module=module,
+        hooks=hooks,
+        params=params,
+        inputs=inputs,
+        task=task,
+        split=split,
+        model=model,
+        tokenizer=tokenizer,
+        total=total,
+        train_examples=train_examples,
+        train_set=train_set,
+        trainer=trainer,
+    )
 
-    work = out_dir / INPROGRESS
-    log_path = work / "train_log.jsonl"
-    header = {
-        "run_config_sha256": sha256_file(run_config_path),
+
+def _header(run: Run) -> dict:
+    """The log's first line: everything that makes two logs the same run (then the trainer's own)."""
+    cfg = run.cfg
+    return {
+        "run_config_sha256": sha256_file(run.run_config_path),
         "method": cfg["method"],
         "method_id": cfg["method_id"],
-        "method_version": module.VERSION,
+        "method_version": run.module.VERSION,
         "params": cfg["params"],
         "seed": cfg["seed"],
-        "total_steps": total,
+        "total_steps": run.total,
         "dtype": cfg["precision"]["weights"],
-        "device": str(device),
+        "device": str(run.device),
         # A different input file (another mask) makes the in-progress log a different run.
-        "inputs": {name: {"path": str(path), "sha256": sha256_file(path)} for name, path in inputs.items()},
-        **(impl.trajectory_header() if hasattr(impl, "trajectory_header") else {}),
+        "inputs": {
+            name: {"path": str(path), "sha256": sha256_file(path)} for name, path in run.inputs.items()
+        },
+        **run.trainer.trajectory_header(),
     }
-    old_header, records = _read_log(log_path)
+
+
+def resume(run: Run) -> None:
+    """Keep the in-progress log's steps when it belongs to this run and the trainer can replay them."""
+    run.header = header = _header(run)
+    log_path = run.log_path
+    old_header, records = read_log(log_path)
     if old_header is not None and json.loads(dumps(header)) != old_header:
         print(
             f"[zoharness] {log_path}: in-progress log belongs to a different run config; starting over",
             file=sys.stderr,
         )
         records = []
-    if records and not hasattr(impl, "replay"):
-        print(f"[zoharness] {cfg['method']} cannot replay a log; restarting from step 0", file=sys.stderr)
+    if records and not run.trainer.can_replay:
+        print(f"[zoharness] {run.cfg['method']} cannot replay a log; restarting from step 0", file=sys.stderr)
         records = []
-    records = records[:total]
+    records = records[: run.total]
     for r in records:
-        impl.replay(r)
+        run.trainer.replay(r)
     # Rewrite header + the records kept, atomically: a kill here leaves the previous log intact.
     write_text_atomic(log_path, "".join(dumps(line) + "\n" for line in [{"header": header}, *records]))
     if records:
-        print(f"[zoharness] resumed from {log_path} at step {len(records)} of {total}", file=sys.stderr)
+        print(f"[zoharness] resumed from {log_path} at step {len(records)} of {run.total}", file=sys.stderr)
+    # This process's part of the run; earlier processes' parts (wall time, memory) come from the sidecar.
+    run.records = records
+    run.earlier = read_segments(run.work / SEGMENTS, sha256_json(header), len(records)) if records else []
+    run.segment = {
+        "process": len(run.earlier),
+        "first_step": len(records),
+        "last_step": None,
+        "train_time_s": 0.0,
+    }
 
-    model_bytes = tensor_bytes([*model.parameters(), *model.buffers()])  # as built for training
-    memory_at_start = train_phase_start(device)
-    batch_size = getattr(params, "batch_size", 1)
-    sampler = BatchSampler(len(train_set), batch_size, cfg["seed"])
-    pad_id = tokenizer.pad_token_id
+
+def _timed_step(run: Run, batch, step: int) -> tuple[dict, float]:
+    """The trainer's step and its seconds (on CUDA, the kernels it queued included)."""
+    if run.device.type == "cuda":
+        torch.cuda.synchronize(run.device)
+    t0 = time.perf_counter()
+    out = run.trainer.step(batch, step)
+    if run.device.type == "cuda":
+        torch.cuda.synchronize(run.device)
+    return out, time.perf_counter() - t0
+
+
+def loop(run: Run, stop_after: int | None) -> bool:
+    """The steps from where resume left off, each logged (flushed) and its segment saved before the next:
+    a kill loses at most the step in flight. False when stopped early by stop_after."""
+    run.model_bytes = tensor_bytes([*run.model.parameters(), *run.model.buffers()])  # as built for training
+    memory_at_start = train_phase_start(run.device)
+    sampler = BatchSampler(len(run.train_set), run.batch_size, run.cfg["seed"])
+    segments_path, header_sha = run.work / SEGMENTS, sha256_json(run.header)
+    records, segment, total = run.records, run.segment, run.total
     with (
-        log_path.open("a", encoding="utf-8") as log,
+        run.log_path.open("a", encoding="utf-8") as log,
         tqdm(
             total=total,
             initial=len(records),
-            desc=f"{cfg['method']} {cfg['task']} seed{cfg['seed']}",
+            desc=f"{run.cfg['method']} {run.cfg['task']} seed{run.cfg['seed']}",
             file=sys.stderr,
             mininterval=1 if sys.stderr.isatty() else 30,
             disable=total == 0,
         ) as bar,
     ):
         for step in range(len(records), total):
-            batch = scoring.collate([train_set[i] for i in sampler.indices(step)], pad_id).to(device)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            t0 = time.perf_counter()
-            out = impl.step(batch, step)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+            examples = [run.train_set[i] for i in sampler.indices(step)]
+            batch = scoring.collate(examples, run.tokenizer.pad_token_id).to(run.device)
+            out, elapsed = _timed_step(run, batch, step)
             record = {
                 "step": step,
                 **out,
-                "elapsed_s": time.perf_counter() - t0,
+                "elapsed_s": elapsed,
                 "n_examples": batch.n_examples,
                 "n_tokens": batch.n_tokens,
             }
             log.write(dumps(record) + "\n")
             log.flush()
             records.append(record)
+            segment.update(
+                last_step=step,
+                train_time_s=segment["train_time_s"] + record["elapsed_s"],
+                wall_time_s=time.perf_counter() - run.wall_start,
+                **train_phase_peaks(run.device, memory_at_start),
+                peak_rss_bytes=peak_rss_bytes(),
+                **cuda_peaks(run.device),
+            )
+            write_segments(segments_path, header_sha, [*run.earlier, segment])
             bar.update(1)
             bar.set_postfix(loss=f"{out['loss']:.4f}", refresh=False)
             if stop_after is not None and step + 1 >= stop_after and step + 1 < total:
-                return None
+                return False
+    run.train_memory = train_phase_peaks(run.device, memory_at_start) if total else {}
+    return True
 
-    train_memory = train_phase_peaks(device, memory_at_start) if total else {}
+
+def evaluate(run: Run) -> tuple[dict, float]:
+    """Dev and test with the trained model ({split: result with "ids"}, seconds). The method may bring its
+    own prompts (ICL prepends demonstrations per example); the examples are always the split's."""
     eval_start = time.perf_counter()
     results = {}
-    for name, examples in (("dev", split.dev), ("test", split.test)):
-        if hasattr(module, "eval_prompts"):  # e.g. ICL: demonstrations prepended per example
-            prompts = module.eval_prompts(params, task, split.train, examples, name, cfg["seed"])
-        else:
-            prompts = [task.prompt(ex) for ex in examples]
-        results[name] = evaluate_prompts(model, tokenizer, task, prompts, cfg["eval"], device)
+    for name, examples in (("dev", run.split.dev), ("test", run.split.test)):
+        prompts = run.hooks.eval_prompts(
+            run.params, run.task, run.split.train, examples, name, run.cfg["seed"]
+        )
+        results[name] = evaluate_prompts(
+            run.model, run.tokenizer, run.task, prompts, run.cfg["eval"], run.device
+        )
         results[name]["ids"] = [ex.uid for ex in examples]
-    eval_s = time.perf_counter() - eval_start
+    return results, time.perf_counter() - eval_start
 
+
+def _metrics(run: Run, results: dict, eval_s: float) -> dict:
+    """metrics.json: what the run is, its scores, its cost, and which process measured what."""
+    cfg, records, segment = run.cfg, run.records, run.segment
     step_times = [r["elapsed_s"] for r in records]
-    metrics = {
+    wall_time_s = time.perf_counter() - run.wall_start
+    peak_rss, device_peaks = peak_rss_bytes(), cuda_peaks(run.device)
+    segment.update(wall_time_s=wall_time_s, **run.train_memory, peak_rss_bytes=peak_rss, **device_peaks)
+    return {
         "suite": cfg["suite"],
         "model": cfg["model"],
         "task": cfg["task"],
@@ -264,40 +388,55 @@ def train(
         "method_id": cfg["method_id"],
         "label": cfg["label"],
         "seed": cfg["seed"],
-        "metric": task.metric,
-        "task_kind": task.kind,
+        "metric": run.task.metric,
+        "task_kind": run.task.kind,
         **_eval_metrics("dev", results["dev"]),
         **_eval_metrics("test", results["test"]),
-        "n_train": len(train_examples),
+        "n_train": len(run.train_examples),
         "n_dev": results["dev"]["n"],
         "n_test": results["test"]["n"],
-        "steps": total,
+        "steps": run.total,
         "forward_passes": int(sum(r.get("forward_passes", 0) for r in records)),
         "train_examples_seen": int(sum(r["n_examples"] for r in records)),
         "final_train_loss": float(np.mean([r["loss"] for r in records[-20:]])) if records else None,
         "train_time_s": float(sum(step_times)),
         "eval_time_s": eval_s,
-        "wall_time_s": time.perf_counter() - wall_start,
-        "batch_size": batch_size if total else None,
+        "wall_time_s": wall_time_s,
+        "batch_size": run.batch_size if run.total else None,
         "eval_batch_size": cfg["eval"]["batch_size"],
         "mean_train_tokens_per_step": float(np.mean([r["n_tokens"] for r in records])) if records else None,
         "dtype": cfg["precision"]["weights"],
-        "device": str(device),
-        "torch_threads": threads,
-        **(impl.extra_metrics() if hasattr(impl, "extra_metrics") else {}),
-        "model_bytes": model_bytes,
-        **train_memory,
-        "peak_rss_bytes": peak_rss_bytes(),
-        **cuda_peaks(device),
+        "device": str(run.device),
+        "torch_threads": run.threads,
+        **run.trainer.extra_metrics(),
+        "model_bytes": run.model_bytes,
+        **run.train_memory,
+        "peak_rss_bytes": peak_rss,
+        **device_peaks,
         **latency_stats(step_times),
+        # Wall time and memory above are this process's; after a resume they miss the earlier ones'
+        # (train_time_s and step latencies come from the log and cover every step).
+        "resumed_at_step": segment["first_step"],
+        "measurements_complete": segment["first_step"] == 0,
+        "segments": [*run.earlier, segment],
     }
+
+
+def write(run: Run, results: dict, eval_s: float) -> dict:
+    """The run's outputs, metrics.json last (its presence means the run completed); then the in-progress
+    directory goes. Returns the metrics."""
+    metrics = _metrics(run, results, eval_s)
     predictions = {
         name: [{"id": i, "prediction": p} for i, p in zip(r["ids"], r["predictions"], strict=True)]
         for name, r in results.items()
     }
+    out_dir = run.out_dir
     write_json_atomic(out_dir / "predictions.json", predictions)
-    shutil.move(str(log_path), out_dir / "train_log.jsonl")
-    shutil.rmtree(work, ignore_errors=True)
-    write_json_atomic(out_dir / "run_info.json", run_info(device, read_json(model_ref_path), threads))
-    write_json_atomic(out_dir / "metrics.json", metrics)  # last: its presence means the run completed
+    write_json_atomic(
+        out_dir / "run_info.json", run_info(run.device, read_json(run.model_ref_path), run.threads)
+    )
+    copy_atomic(run.log_path, out_dir / LOG)
+    write_json_atomic(out_dir / "metrics.json", metrics)
+    # Only now: if writing an output failed, Snakemake deletes them all, and the rerun replays this log.
+    shutil.rmtree(run.work, ignore_errors=True)
     return metrics

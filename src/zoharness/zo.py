@@ -1,4 +1,11 @@
-"""Seed-replayed Gaussian perturbations and the ZO-SGD (MeZO) step.
+"""Seed-replayed perturbations and the ZO step (MeZO's ZO-SGD), split into three seams a variant overrides:
+
+  noise distribution   SeededNoise.draw (Gaussian here; a subclass draws Rademacher signs, ...)
+  gradient estimate    ZOSGD.estimate / ZOSGD.replay_estimate (two-sided SPSA, one direction)
+  update rule          ZOSGD.update (SGD fused with the restore here; momentum, sign, ... override it)
+
+Each piece describes itself in the trajectory header (noise convention, "estimator", "update"), so an
+independent implementation can replay a run from the log alone.
 
 The noise convention (also written into every ZO trajectory header, so another implementation can
 replay a run):
@@ -6,8 +13,8 @@ replay a run):
   * tensor seed: the i-th trainable tensor (named_parameters() order, tied weights once) uses
                  k_i = int(numpy.random.SeedSequence(s_t).generate_state(n_tensors, numpy.uint64)[i])
   * noise:       z_i = torch.empty(shape_i, dtype=float32, device=D).normal_(0, 1, generator=G) where G is
-                 a torch.Generator on device D seeded with manual_seed(k_i); added to the weight in the
-                 weight's dtype (z_i.to(weight.dtype)).
+                 a torch.Generator on device D seeded with manual_seed(k_i) (another distribution replaces
+                 only the draw); added to the weight in the weight's dtype (z_i.to(weight.dtype)).
 One generator per tensor makes tensors independent of each other, so they can be drawn in parallel
 threads (two CPU threads halve the cost here) and a z can be regenerated for any tensor alone.
 
@@ -27,6 +34,7 @@ import numpy as np
 import torch
 
 from zoharness import scoring
+from zoharness.trainer import Trainer
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -52,7 +60,13 @@ class SeededNoise:
     cache=False keeps MeZO's inference-level memory (z is regenerated in every pass, one tensor at a
     time); cache=True keeps one step's z (one extra copy of the trainable weights) so it is drawn once
     per step instead of three times. Both produce bit-identical weights: the z values are the same.
+
+    The distribution is one seam: a subclass overrides `draw` (and DISTRIBUTION/DRAW, which the
+    trajectory header quotes); seeding, threads, the cache and the in-place passes stay shared.
     """
+
+    DISTRIBUTION = "standard normal"
+    DRAW = "torch.empty(shape, dtype=torch.float32, device=device).normal_(0, 1, generator=g)"
 
     def __init__(self, named_tensors: list[tuple[str, torch.Tensor]], cache: bool = False, threads: int = 1):
         self.names = [n for n, _ in named_tensors]
@@ -73,32 +87,45 @@ class SeededNoise:
         # Largest tensors first so the threads finish together.
         self._order = sorted(range(len(self.tensors)), key=lambda i: -self.tensors[i].numel())
 
+    def draw(self, z: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Fill the float32 tensor z in place with one draw from the distribution (the seam to override).
+        It must consume only `generator`, so a tensor's z is a pure function of its seed."""
+        return z.normal_(0.0, 1.0, generator=generator)
+
     def _draw(self, i: int, seed: int, out: torch.Tensor | None) -> torch.Tensor:
         t = self.tensors[i]
         z = out if out is not None else torch.empty(t.shape, dtype=torch.float32, device=t.device)
-        return z.normal_(0.0, 1.0, generator=self.generators[i].manual_seed(seed))
+        return self.draw(z, self.generators[i].manual_seed(seed))
 
-    @torch.no_grad()  # grad mode is thread-local: worker threads need their own no_grad
-    def _axpy_one(self, i: int, seed: int, coeff: float, fill_cache: bool) -> None:
-        if self._buffers is not None:
-            z = self._draw(i, seed, self._buffers[i]) if fill_cache else self._buffers[i]
-        else:
-            z = self._draw(i, seed, None)
-        t = self.tensors[i]
-        t.add_(z if t.dtype == torch.float32 else z.to(t.dtype), alpha=coeff)
+    def _z(self, i: int, seed: int, fill_cache: bool) -> torch.Tensor:
+        if self._buffers is None:
+            return self._draw(i, seed, None)
+        return self._draw(i, seed, self._buffers[i]) if fill_cache else self._buffers[i]
 
     @torch.no_grad()
-    def axpy(self, zo_seed: int, coeff: float) -> None:
-        """tensors += coeff · z(zo_seed)."""
+    def foreach(self, zo_seed: int, fn) -> None:
+        """fn(i, tensor, z) for every tensor with its z at this seed, largest tensors first, on the pool's
+        threads when there is one. Update rules that need more than an axpy (momentum, sign) use it."""
         seeds = tensor_seeds(zo_seed, len(self.tensors))
         fill = self._buffers is not None and self._cached_seed != zo_seed
+
+        @torch.no_grad()  # grad mode is thread-local: worker threads need their own no_grad
+        def one(i: int) -> None:
+            fn(i, self.tensors[i], self._z(i, seeds[i], fill))
+
         if self._pool is None:
             for i in self._order:
-                self._axpy_one(i, seeds[i], coeff, fill)
+                one(i)
         else:
-            list(self._pool.map(lambda i: self._axpy_one(i, seeds[i], coeff, fill), self._order))
+            list(self._pool.map(one, self._order))
         if fill:
             self._cached_seed = zo_seed
+
+    def axpy(self, zo_seed: int, coeff: float) -> None:
+        """tensors += coeff · z(zo_seed)."""
+        self.foreach(
+            zo_seed, lambda i, t, z: t.add_(z if t.dtype == torch.float32 else z.to(t.dtype), alpha=coeff)
+        )
 
     @property
     def cache_bytes(self) -> int:
@@ -112,11 +139,11 @@ class SeededNoise:
     def convention(self) -> dict:
         dev = str(self.tensors[0].device) if self.tensors else "cpu"
         return {
-            "distribution": "standard normal",
+            "distribution": self.DISTRIBUTION,
             "step_seed": "int(numpy.random.SeedSequence([run_seed, step]).generate_state(1, numpy.uint32)[0])",
             "tensor_seed": "int(numpy.random.SeedSequence(step_seed).generate_state(n_tensors, numpy.uint64)[i])",
             "generator": f"torch.Generator(device={dev!r}).manual_seed(tensor_seed), one per tensor",
-            "draw": "torch.empty(shape, dtype=torch.float32, device=device).normal_(0, 1, generator=g)",
+            "draw": self.DRAW,
             "noise_dtype": "float32",
             "applied_as": "weight.add_(z.to(weight.dtype), alpha=coeff)",
             "parameter_order": "model.named_parameters() (requires_grad only; tied weights once)",
@@ -128,14 +155,26 @@ class SeededNoise:
         }
 
 
-class ZOSGD:
-    """MeZO's ZO-SGD over a set of tensors (all weights for MeZO; a sparse subset for later methods)."""
+class ZOSGD(Trainer):
+    """MeZO's ZO-SGD over a set of tensors (all weights for MeZO; a sparse subset for later methods).
+
+    A step is estimate (leaves the weights at θ - εz) then update (from there to the next θ). Variants
+    subclass it and override one seam: `noise_class` (the distribution), `estimate`/`replay_estimate`
+    (the gradient estimate) or `update` (the update rule), each with its header description. Replay
+    repeats a logged step's weight operations in the same order, so any variant whose update is a
+    function of (seed, logged projected gradient, lr, its own state) replays bit for bit.
+    """
+
+    can_replay = True
+    noise_class = SeededNoise
+    ESTIMATOR = "two-sided SPSA, one direction: θ+=εz; L+; θ-=2εz; L-; g=(L+-L-)/(2ε)"
+    UPDATE = "SGD fused with the restore: θ+=(ε-lr·g)z"
 
     def __init__(
         self, model, named_tensors, *, lr: float, eps: float, run_seed: int, cache: bool, threads: int
     ):
         self.model, self.lr, self.eps, self.run_seed = model, lr, eps, run_seed
-        self.noise = SeededNoise(named_tensors, cache=cache, threads=threads)
+        self.noise = self.noise_class(named_tensors, cache=cache, threads=threads)
 
     def _loss(self, batch) -> float:
         return float(scoring.loss(self.model, batch))
@@ -143,6 +182,12 @@ class ZOSGD:
     @torch.no_grad()
     def step(self, batch, index: int) -> dict:
         seed = step_seed(self.run_seed, index)
+        record = self.estimate(batch, seed, index)
+        self.update(seed, record["projected_grad"], self.lr)
+        return record
+
+    def estimate(self, batch, seed: int, index: int) -> dict:
+        """The projected gradient from two forwards; leaves θ at θ - εz. Returns the step's log record."""
         self.noise.axpy(seed, self.eps)
         loss_plus = self._loss(batch)
         self.noise.axpy(seed, -2.0 * self.eps)
@@ -151,7 +196,6 @@ class ZOSGD:
             self.noise.axpy(seed, self.eps)  # restore θ before stopping
             raise NonFiniteLossError(f"step {index}: loss is not finite (L+={loss_plus}, L-={loss_minus})")
         grad = (loss_plus - loss_minus) / (2.0 * self.eps)
-        self.noise.axpy(seed, self.eps - self.lr * grad)
         return {
             "loss": (loss_plus + loss_minus) / 2.0,
             "loss_plus": loss_plus,
@@ -162,19 +206,31 @@ class ZOSGD:
             "forward_passes": 2,
         }
 
+    def replay_estimate(self, seed: int) -> None:
+        """`estimate`'s weight operations without its forwards."""
+        self.noise.axpy(seed, self.eps)
+        self.noise.axpy(seed, -2.0 * self.eps)
+
+    def update(self, seed: int, grad: float, lr: float) -> None:
+        """From θ - εz (where `estimate` leaves the weights) to the step's new weights."""
+        self.noise.axpy(seed, self.eps - lr * grad)
+
     @torch.no_grad()
     def replay(self, record: dict) -> None:
         """Apply a logged step's weight updates (the same operations as `step`, without forwards)."""
-        seed, grad, lr = record["zo_seed"], record["projected_grad"], record["lr"]
-        self.noise.axpy(seed, self.eps)
-        self.noise.axpy(seed, -2.0 * self.eps)
-        self.noise.axpy(seed, self.eps - lr * grad)
+        self.replay_estimate(record["zo_seed"])
+        self.update(record["zo_seed"], record["projected_grad"], record["lr"])
+
+    def state_bytes(self) -> int:
+        """Optimizer state held on top of the weights (0 for SGD; a momentum buffer is a full copy)."""
+        return 0
 
     def extra_metrics(self) -> dict:
-        """Memory the method adds on top of inference (the z cache), for metrics.json."""
+        """Memory the method adds on top of inference (the z cache, optimizer state), for metrics.json."""
         return {
             "zo_trainable_parameters": sum(t.numel() for t in self.noise.tensors),
             "zo_noise_cache_bytes": self.noise.cache_bytes,
+            "zo_optimizer_state_bytes": self.state_bytes(),
         }
 
     def trajectory_header(self) -> dict:
@@ -183,6 +239,8 @@ class ZOSGD:
                 "eps": self.eps,
                 "run_seed": self.run_seed,
                 "noise": self.noise.convention(),
-                "step": "θ+=εz; L+; θ-=2εz; L-; g=(L+-L-)/(2ε); θ+=(ε-lr·g)z",
+                "estimator": self.ESTIMATOR,
+                "update": self.UPDATE,
+                "step": f"{self.ESTIMATOR}; {self.UPDATE}",
             }
         }

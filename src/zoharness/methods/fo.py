@@ -9,9 +9,11 @@ import math
 from dataclasses import dataclass
 
 from zoharness.methods import require
+from zoharness.trainer import Trainer
 
 LABEL = "FT (AdamW)"
 VERSION = 1
+SMOKE_PARAMS = {"lr": 1e-3, "batch_size": 4, "epochs": 1}
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ def num_steps(params: Params, n_train: int) -> int:
     return params.epochs * math.ceil(n_train / params.batch_size)
 
 
-class _FO:
+class _FO(Trainer):
     def __init__(self, model, params: Params):
         import torch
 

@@ -10,6 +10,8 @@ from zoharness.methods import require
 
 LABEL = "MeZO"
 VERSION = 1
+# A few fast steps on the tests' tiny model (contract, 5-step, replay and resume tests use them).
+SMOKE_PARAMS = {"lr": 1e-3, "batch_size": 4, "steps": 5}
 
 
 @dataclass(frozen=True)
@@ -38,13 +40,14 @@ def num_steps(params: Params, n_train: int) -> int:
     return params.steps
 
 
-def build(model, params: Params, seed: int):
+def build(model, params: Params, seed: int, zo_class=None):
+    """MeZO's engine over every trainable weight; a variant passes its ZOSGD subclass as zo_class."""
     import torch
 
     from zoharness.zo import ZOSGD, trainable_parameters
 
     threads = params.noise_threads or torch.get_num_threads()
-    return ZOSGD(
+    return (zo_class or ZOSGD)(
         model,
         trainable_parameters(model),
         lr=params.lr,

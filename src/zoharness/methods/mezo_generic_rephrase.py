@@ -9,6 +9,9 @@ from zoharness.methods import mezo_oat_rephrase as _oat
 LABEL = "MeZO+generic-rephrase"
 VERSION = 1
 INPUTS = _oat.INPUTS
+COMMANDS = _oat.COMMANDS
+COMPARE_WITH = _oat.COMPARE_WITH
+SMOKE_PARAMS = _oat.SMOKE_PARAMS
 
 
 @dataclass(frozen=True)
@@ -19,3 +22,5 @@ class Params(_oat.Params):
 num_steps = _oat.num_steps
 build = _oat.build
 train_examples = _oat.train_examples
+smoke_inputs = _oat.smoke_inputs
+check_variant = _oat.check_variant

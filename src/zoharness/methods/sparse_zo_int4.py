@@ -16,12 +16,20 @@ than the full model, since the perturbation has 1000x fewer coordinates).
 
 from dataclasses import dataclass
 
+from zoharness.methods import mezo as _dense
 from zoharness.methods import require
+from zoharness.trainer import Trainer
 
 LABEL = "sparse-ZO-int4"
 VERSION = 1
 # Files the run needs besides the model and split (the train rule passes them as --input NAME=PATH).
 INPUTS = ("mask",)
+# Its own subcommands (sensitivity, mask, mask-table, sparse-figures) and reports live in its package.
+COMMANDS = "zoharness.sparse.commands"
+# the dense method its figures draw at density 1 (named by its module: ids are file names)
+COMPARE_WITH = _dense.__name__.rpartition(".")[2]
+# The sparse delta tolerates a far larger lr than the full model (see the docstring).
+SMOKE_PARAMS = {"lr": 1e-1, "batch_size": 4, "steps": 5}
 
 MASK_CORPORA = ("wiki-passages", "c4", "task", "random")
 
@@ -82,8 +90,10 @@ def mask_stem(params: Params, model: str, task: str, suite: str) -> str:
     return f"resources/masks/{model}/{mask_corpus(params, task, suite)}/density~{density}-{params.selection}"
 
 
-class SparseZO:
+class SparseZO(Trainer):
     """ZOSGD over the deltas, plus the memory accounting of the sparse model."""
+
+    can_replay = True
 
     def __init__(self, model, params: Params, seed: int, mask_path: str):
         import torch
@@ -155,3 +165,15 @@ class SparseZO:
 
 def build(model, params: Params, seed: int, mask: str):
     return SparseZO(model, params, seed, mask)
+
+
+def smoke_inputs(model, examples: list, out_dir) -> dict[str, str]:
+    """A stand-in mask for the tests: 5% of the eligible entries of `model`, chosen at random."""
+    from pathlib import Path
+
+    from zoharness.sparse import mask
+
+    path = Path(out_dir) / "mask.safetensors"
+    shapes = mask.eligible_shapes(model)
+    mask.save(path, mask.select(mask.random_scores(shapes, 0), 0.05), shapes, {})
+    return {"mask": str(path)}

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 LABEL = "Zero-shot"
 VERSION = 1
+SMOKE_PARAMS: dict = {}
 
 
 @dataclass(frozen=True)

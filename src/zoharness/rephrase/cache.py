@@ -76,7 +76,7 @@ class ResponseCache:
             if key in self._entries:
                 return self._entries[key]["response"]
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)  # the umask decides
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 # A torn line left by a killed writer would swallow this one: start on a fresh line.

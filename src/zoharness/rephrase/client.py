@@ -6,12 +6,15 @@
 - Each request: a timeout; retries with exponential backoff on 429, 5xx, timeouts and connection
   errors; other errors (401, 400) fail at once. Concurrency is bounded by the pipeline's thread pool.
 - The API key is read from the environment variable named in the config, passed to the client and
-  nowhere else: not logged, not in the cache, not in any output.
+  nowhere else: not logged, not in the cache, not in any output. An endpoint's error body can still
+  echo it (a proxy that repeats the Authorization header), so every message this package raises or
+  logs goes through `redact`: the keys read here (exact values) and anything shaped like a credential.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -23,8 +26,53 @@ from zoharness.rephrase.cache import ResponseCache, request_key
 _NO_KEY = "no-key-needed"
 
 
+REDACTED = "[REDACTED]"
+# Exact values of the keys this process has read (api_key(), a LocalServer's key): redacted wherever
+# they appear, whatever their shape. Shorter strings are not credentials and too common to replace.
+_SECRETS: frozenset[str] = frozenset()  # replaced, never mutated: redact() may run in another thread
+_MIN_SECRET = 4
+_CREDENTIAL_PATTERNS = (
+    # "Bearer <token>" (an echoed Authorization header)
+    (re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=*-]{8,}"), rf"\1{REDACTED}"),
+    # OpenAI-style keys (sk-..., sk-proj-..., masked sk-abc***wxyz) and Hugging Face tokens (hf_...)
+    (re.compile(r"\bsk[-_][A-Za-z0-9._*-]{6,}|\bhf_[A-Za-z0-9]{16,}"), REDACTED),
+    # a long value after a credential's name: "Authorization: Token x", api_key=x, "x-api-key": "x"
+    (
+        re.compile(
+            r"(?i)\b((?:proxy-)?authorization|x-api-key|api[_-]?key|access[_-]?token|auth[_-]?token|"
+            r"token|secret|password)(\\?[\"']?\s*[:=]\s*\\?[\"']?)((?:(?:bearer|basic|token)\s+)?)"
+            r"[^\s\"'\\,;&]{8,}"
+        ),
+        rf"\1\2\3{REDACTED}",
+    ),
+)
+
+
+def add_secret(value: str | None) -> None:
+    """Redact `value` (exactly) from every message this package raises or logs from now on."""
+    global _SECRETS
+    if value and len(value) >= _MIN_SECRET and value != _NO_KEY:
+        _SECRETS = _SECRETS | {value}
+
+
+def redact(text: object, *secrets: str | None) -> str:
+    """`text` with the known keys, `secrets`, and anything shaped like a bearer token or an API key
+    replaced by [REDACTED]. Every message of the rephrase package passes through here."""
+    text = str(text)
+    known = {s for s in (*_SECRETS, *secrets) if s and len(s) >= _MIN_SECRET and s != _NO_KEY}
+    for secret in sorted(known, key=len, reverse=True):  # a key containing another goes first
+        text = text.replace(secret, REDACTED)
+    for pattern, replacement in _CREDENTIAL_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
 class EndpointError(RuntimeError):
-    """The endpoint could not be reached or refused the request (after retries where they apply)."""
+    """The endpoint could not be reached or refused the request (after retries where they apply).
+    Its message is redacted on construction, so no caller can print a key by printing the error."""
+
+    def __init__(self, message: object = ""):
+        super().__init__(redact(message))
 
 
 def api_key(env_name: str | None) -> str:
@@ -33,6 +81,7 @@ def api_key(env_name: str | None) -> str:
     value = os.environ.get(env_name)
     if not value:
         raise EndpointError(f"environment variable {env_name} (rewriters.*.api_key_env) is not set or empty")
+    add_secret(value)
     return value
 
 
@@ -120,6 +169,15 @@ class ChatEndpoint:
                 ) from None
             except openai.NotFoundError:
                 pass  # some compatible servers do not list models; the first request will tell
+            except openai.APIStatusError as e:
+                raise EndpointError(
+                    f"endpoint {self.base_url} refused the probe (GET /models): HTTP {e.status_code}"
+                    f"{_detail(e)}"
+                ) from None
+            except openai.APIError as e:
+                raise EndpointError(
+                    f"endpoint {self.base_url}: {type(e).__name__} on GET /models: {redact(e.message)[:300]}"
+                ) from None
             self._client = client
             return client
 
@@ -170,9 +228,17 @@ class ChatEndpoint:
                 self.counters.add(retries=1)
                 time.sleep(self.backoff_s * 2**attempt)
             except openai.APIStatusError as e:
-                # The body helps with a bad request; a 401/403 body may echo part of the key: never shown.
-                detail = f": {str(e.message)[:300]}" if e.status_code in (400, 404, 422) else ""
                 raise EndpointError(
-                    f"endpoint {self.base_url} refused the request: HTTP {e.status_code}{detail}"
+                    f"endpoint {self.base_url} refused the request: HTTP {e.status_code}{_detail(e)}"
+                ) from None
+            except openai.APIError as e:  # e.g. a reply that is not a chat completion
+                raise EndpointError(
+                    f"endpoint {self.base_url}: {type(e).__name__}: {redact(e.message)[:300]}"
                 ) from None
         raise AssertionError("unreachable")
+
+
+def _detail(e) -> str:
+    """The start of the endpoint's message for a bad request (it helps), redacted BEFORE it is cut so
+    a key split at the cut cannot slip through; a 401/403 body may echo part of the key: never shown."""
+    return f": {redact(e.message)[:300]}" if e.status_code in (400, 404, 422) else ""

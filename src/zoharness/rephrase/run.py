@@ -7,7 +7,9 @@ Outputs (written atomically, only when every example has an outcome):
 Both depend only on the cached responses: a rerun (zero requests) writes identical bytes. What a run
 did on the network (requests, cache hits, retries, seconds) goes to the log only.
 The cache (resources/rephrase-cache/<rewriter>/<task>.jsonl) gets a provenance file beside it
-whenever requests were sent: model, GGUF file and its sha256, server version, prompt version, dates.
+whenever requests were sent and the cache holds at least one answer: model, GGUF file and its sha256,
+server version, prompt version, dates. A run that fails before its first answer leaves the cache folder
+as it found it (no provenance, no empty folder). Every log line goes through client.redact.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from zoharness.data import load_split
 from zoharness.io import DataError, dumps, read_json, sha256_file, write_json_atomic, write_text_atomic
 from zoharness.rephrase import prompts as P
 from zoharness.rephrase.cache import ResponseCache
-from zoharness.rephrase.client import ChatEndpoint, Counters
+from zoharness.rephrase.client import ChatEndpoint, Counters, redact
 from zoharness.rephrase.pipeline import FORMAT_VERSION, Rephraser, output_lines, summary
 from zoharness.rephrase.settings import PROMPTS_DIR, judge_settings
 from zoharness.tasks import get_task
@@ -73,6 +75,11 @@ def rephrase_split(
     log=print,
     server_log: str | Path | None = None,
 ) -> dict:
+    raw_log = log
+
+    def log(msg: str) -> None:  # an endpoint's words (a server's log tail) may echo a key
+        raw_log(redact(msg))
+
     manifest = read_json(split_path)
     task = get_task(manifest["task"])
     examples = load_split(manifest, data_dir, str(split_path)).train
@@ -170,7 +177,7 @@ def rephrase_split(
         if server is not None:
             server.stop()
             log("[rephrase] server stopped")
-        if counters.requests:
+        if counters.requests and len(cache):  # no answer cached: nothing to describe, no file, no folder
             _write_provenance(cache, rewriter, cfg, prompts, server_info)
     lines = output_lines(items, cfg["fallback"])
     stats = {

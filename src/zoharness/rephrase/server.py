@@ -24,7 +24,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from zoharness.rephrase.client import EndpointError
+from zoharness.rephrase.client import EndpointError, add_secret, redact
 
 
 class ServerUnavailableError(EndpointError):
@@ -79,6 +79,7 @@ class LocalServer:
         self.port = port or free_port()
         self.threads = threads or os.cpu_count() or 1
         self.n_ctx, self.api_key, self.startup_timeout_s = n_ctx, api_key, startup_timeout_s
+        add_secret(api_key)  # the server's log tail goes into error messages
         self.log_path = (
             Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="llama-server-", suffix=".log")[1])
         )
@@ -137,9 +138,10 @@ class LocalServer:
 
     def log_tail(self, n: int = 15) -> str:
         try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+            tail = self.log_path.read_text(errors="replace").splitlines()[-n:]
         except OSError:
             return "(no log)"
+        return redact("\n".join(tail), self.api_key)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

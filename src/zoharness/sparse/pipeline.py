@@ -16,7 +16,7 @@ RANDOM_MASK_SEED = 0
 
 
 def _device(name: str) -> torch.device:
-    from zoharness.train import pick_device
+    from zoharness.devices import pick_device
 
     return pick_device(name)
 
