@@ -23,7 +23,7 @@ except ConfigError as e:
 NAME = SUITE["suite"]
 DATA = SUITE["data"]
 DATA_DIR = data_dir(DATA)
-RUN_DIR = f"results/{NAME}/{{model}}/{{task}}/{{method}}/seed{{seed}}"
+RUN_DIR = f"results/{NAME}/{{model}}/{{task}}/{{variant}}/seed{{seed}}"
 SPLIT = f"results/{NAME}/splits/{{task}}/seed{{seed}}.json"
 MODEL_REF = "resources/models/{model}/model_ref.json"
 TABLE_CSV = f"results/tables/{NAME}.csv"
@@ -50,13 +50,13 @@ def _alternation(values):
 wildcard_constraints:
     model=_alternation(SUITE["models"]),
     task=_alternation(SUITE["tasks"]),
-    method=_alternation(SUITE["methods"]),
+    variant=_alternation(SUITE["variants"]),
     seed=_alternation(SUITE["seeds"]),
 
 
 def run_dirs():
     return [
-        RUN_DIR.format(model=m, task=t, method=me, seed=s) for m, t, me, s in runs(SUITE)
+        RUN_DIR.format(model=m, task=t, variant=v, seed=s) for m, t, v, s in runs(SUITE)
     ]
 
 
@@ -85,7 +85,7 @@ def split_inputs(wildcards):
 
 def spec_json(wildcards):
     return json.dumps(
-        run_spec(SUITE, wildcards.model, wildcards.task, wildcards.method, int(wildcards.seed)),
+        run_spec(SUITE, wildcards.model, wildcards.task, wildcards.variant, int(wildcards.seed)),
         sort_keys=True,
     )
 
@@ -105,21 +105,21 @@ INPUT_FILES = {}
 EXTRA_TARGETS = []
 
 
-def method_entry(wildcards):
-    return SUITE["methods"][wildcards.method]
+def variant_entry(wildcards):
+    return SUITE["variants"][wildcards.variant]
 
 
 def method_module(variant):
-    return get_method(SUITE["methods"][variant]["method"])
+    return get_method(SUITE["variants"][variant]["method"])
 
 
 def variants_taking(input_name):
     """The suite's variants whose method reads this kind of input file (in the suite's order)."""
-    return [v for v in SUITE["methods"] if input_name in getattr(method_module(v), "INPUTS", ())]
+    return [v for v in SUITE["variants"] if input_name in getattr(method_module(v), "INPUTS", ())]
 
 
 def method_inputs(wildcards):
-    names = getattr(method_module(wildcards.method), "INPUTS", ())
+    names = getattr(method_module(wildcards.variant), "INPUTS", ())
     missing = [n for n in names if n not in INPUT_FILES]
     if missing:
         raise WorkflowError(f"no rule file under rules/methods/ builds the input(s) {missing}")

@@ -13,7 +13,7 @@ def suite(methods: dict, task: str = "sst2", **over) -> dict:
         "suite": "t",
         "models": ["tiny-llama"],
         "tasks": [task],
-        "methods": methods,
+        "variants": methods,
         "seeds": [0],
         "data": {"dir": str(DATA), "num_train": 16, "num_dev": 8, "num_test": 12},
         "eval": {"batch_size": 8, "max_length": 96},
@@ -29,7 +29,7 @@ def make_run(
     method: str,
     params: dict | None = None,
     seed: int = 0,
-    method_id: str | None = None,
+    method_id: str | None = None,  # the method, when the variant has another name
     task: str = "sst2",
     **suite_over,
 ):

@@ -7,27 +7,27 @@ import pytest
 from zoharness.config import ConfigError, load_suite, run_spec, runs, validate
 
 ROOT = Path(__file__).resolve().parents[1]
-BASE = {"suite": "x", "models": ["tiny-llama"], "tasks": ["sst2"], "methods": ["mezo"], "seeds": [0]}
+BASE = {"suite": "x", "models": ["tiny-llama"], "tasks": ["sst2"], "variants": ["mezo"], "seeds": [0]}
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "config").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_suites_are_valid(path):
     cfg = load_suite(path)
-    per_method = sum(len(m["seeds"] or cfg["seeds"]) for m in cfg["methods"].values())
+    per_method = sum(len(m["seeds"] or cfg["seeds"]) for m in cfg["variants"].values())
     assert len(runs(cfg)) == len(cfg["models"]) * len(cfg["tasks"]) * per_method
 
 
 def test_a_method_can_narrow_the_seeds():
-    cfg = validate({**BASE, "methods": {"zero_shot": {"seeds": [0]}, "mezo": {}}, "seeds": [0, 1]})
+    cfg = validate({**BASE, "variants": {"zero_shot": {"seeds": [0]}, "mezo": {}}, "seeds": [0, 1]})
     assert runs(cfg) == [
         ("tiny-llama", "sst2", "zero_shot", 0),
         ("tiny-llama", "sst2", "mezo", 0),
         ("tiny-llama", "sst2", "mezo", 1),
     ]
     with pytest.raises(
-        ConfigError, match=r"methods.mezo.seeds \[5\] are not among the suite's seeds \[0, 1\]"
+        ConfigError, match=r"variants.mezo.seeds \[5\] are not among the suite's seeds \[0, 1\]"
     ):
-        validate({**BASE, "methods": {"mezo": {"seeds": [5]}}, "seeds": [0, 1]})
+        validate({**BASE, "variants": {"mezo": {"seeds": [5]}}, "seeds": [0, 1]})
 
 
 @pytest.mark.parametrize(
@@ -35,7 +35,7 @@ def test_a_method_can_narrow_the_seeds():
     [
         ("models", ["smolm2-135m"], "smollm2-135m"),
         ("tasks", ["sst-2"], "sst2"),
-        ("methods", ["mezzo"], "mezo"),
+        ("variants", ["mezzo"], "mezo"),
     ],
 )
 def test_unknown_names_list_the_valid_ones(key, value, valid):
@@ -56,9 +56,9 @@ def test_schema_error_names_the_key():
 
 def test_method_params_are_checked_at_parse_time():
     with pytest.raises(ConfigError, match=r"unknown parameter\(s\) \['learning_rate'\] for method 'mezo'"):
-        validate({**BASE, "methods": {"mezo": {"params": {"learning_rate": 1e-6}}}})
+        validate({**BASE, "variants": {"mezo": {"params": {"learning_rate": 1e-6}}}})
     with pytest.raises(ConfigError, match=r"mezo.eps must be > 0, got -0.001"):
-        validate({**BASE, "methods": {"mezo": {"params": {"eps": -1e-3}}}})
+        validate({**BASE, "variants": {"mezo": {"params": {"eps": -1e-3}}}})
 
 
 def test_hf_models_need_a_pinned_revision():
@@ -72,14 +72,14 @@ def test_variants_resolve_to_distinct_runs_with_defaults_filled():
     cfg = validate(
         {
             **BASE,
-            "methods": {
+            "variants": {
                 "mezo_a": {"method": "mezo", "params": {"lr": 1e-5}},
                 "mezo_b": {"method": "mezo", "params": {"lr": 1e-6}},
             },
         }
     )
     a, b = (run_spec(cfg, "tiny-llama", "sst2", m, 0) for m in ("mezo_a", "mezo_b"))
-    assert a["method_id"] == b["method_id"] == "mezo" and a["params"]["lr"] != b["params"]["lr"]
+    assert a["method"] == b["method"] == "mezo" and a["params"]["lr"] != b["params"]["lr"]
     assert a["params"]["eps"] == 1e-3 and a["method_version"] >= 1 and a["label"] == "MeZO"
 
 
@@ -88,3 +88,12 @@ def test_malformed_yaml_names_the_file(tmp_path):
     bad.write_text("suite: [unclosed\n")
     with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
         load_suite(bad)
+
+
+def test_the_old_methods_key_still_reads_and_both_keys_are_refused():
+    """Suites written before the rename (the frozen paper suite among them) list variants under
+    `methods:`; they resolve exactly as with `variants:`."""
+    old = {k: v for k, v in BASE.items() if k != "variants"}
+    assert validate({**old, "methods": ["mezo"]}) == validate(BASE)
+    with pytest.raises(ConfigError, match="both `variants:` and `methods:`"):
+        validate({**BASE, "methods": ["mezo"]})

@@ -50,7 +50,7 @@ def _error(method: str, params: dict) -> str:
 )  # fmt: skip
 def test_a_wrong_type_names_method_key_value_and_type(method, params, expected):
     message = _error(method, params)
-    assert "methods.v.params" in message and expected in message
+    assert "variants.v.params" in message and expected in message
     assert "not supported between" not in message
 
 
@@ -58,16 +58,16 @@ def test_a_yaml_string_number_fails_at_load_time(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text(
         "suite: s\nmodels: [tiny-llama]\ntasks: [sst2]\nseeds: [0]\n"
-        f"data: {{dir: {ROOT / 'data'}}}\nmethods:\n  mezo: {{params: {{lr: 1e-3, steps: 5}}}}\n"
+        f"data: {{dir: {ROOT / 'data'}}}\nvariants:\n  mezo: {{params: {{lr: 1e-3, steps: 5}}}}\n"
     )
     with pytest.raises(
-        ConfigError, match=r"s\.yaml: methods\.mezo\.params: mezo\.lr must be float, got '1e-3'"
+        ConfigError, match=r"s\.yaml: variants\.mezo\.params: mezo\.lr must be float, got '1e-3'"
     ):
         load_suite(path)
 
 
 def test_an_int_for_a_float_is_converted():
-    params = suite({"fo": {"params": {"lr": 1, "weight_decay": 0, "betas": [0.9, 1]}}})["methods"]["fo"][
+    params = suite({"fo": {"params": {"lr": 1, "weight_decay": 0, "betas": [0.9, 1]}}})["variants"]["fo"][
         "params"
     ]
     assert params["lr"] == 1.0 and isinstance(params["lr"], float)
@@ -86,7 +86,7 @@ def test_an_int_for_a_float_is_converted():
 )
 def test_a_range_error_names_the_method_asked_for(method, params, expected):
     message = _error(method, params)
-    assert f"methods.v.params: {expected}" in message
+    assert f"variants.v.params: {expected}" in message
     if method != "mezo":
         assert "mezo." not in message
 
@@ -99,7 +99,8 @@ def test_every_method_resolves_its_defaults_and_keeps_their_types():
 
 
 def _raw_methods(path: Path) -> dict:
-    spec = yaml.safe_load(path.read_text())["methods"]
+    raw = yaml.safe_load(path.read_text())
+    spec = raw["variants"] if "variants" in raw else raw["methods"]  # the frozen paper suite: old key
     spec = {name: {} for name in spec} if isinstance(spec, list) else spec
     return {name: dict(entry or {}) for name, entry in spec.items()}
 
@@ -110,7 +111,7 @@ def test_shipped_configs_resolve_to_what_they_wrote(path):
     run's spec, and with it its run_config.json and Snakemake's params hash, stays the same."""
     cfg = load_suite(path)
     for name, entry in _raw_methods(path).items():
-        resolved = cfg["methods"][name]["params"]
+        resolved = cfg["variants"][name]["params"]
         for key, value in (entry.get("params") or {}).items():
             assert json.dumps(resolved[key]) == json.dumps(value), (name, key)
 
@@ -122,5 +123,5 @@ def test_shipped_configs_resolve_to_what_they_wrote(path):
 )
 def test_recorded_run_configs_resolve_unchanged(run_config):
     cfg = json.loads(run_config.read_text())
-    resolved = resolve_params(cfg["method_id"], cfg["params"])
+    resolved = resolve_params(cfg["method"], cfg["params"])
     assert json.dumps(resolved, sort_keys=True) == json.dumps(cfg["params"], sort_keys=True)

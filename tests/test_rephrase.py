@@ -198,11 +198,11 @@ def test_suite_naming_an_unknown_rewriter_fails_at_parse_time():
         "suite": "t",
         "models": ["tiny-llama"],
         "tasks": ["sst2"],
-        "methods": {"mezo_oat_rephrase": {"params": {"rewriter": "nope"}}},
+        "variants": {"mezo_oat_rephrase": {"params": {"rewriter": "nope"}}},
         "seeds": [0],
     }
     with pytest.raises(
-        ConfigError, match="methods.mezo_oat_rephrase.params.rewriter: unknown rewriter 'nope'"
+        ConfigError, match="variants.mezo_oat_rephrase.params.rewriter: unknown rewriter 'nope'"
     ):
         validate(raw)
     raw["rewriters"] = {"nope": {"max_attempts": 0}}
@@ -309,7 +309,7 @@ def test_rephrase_table_and_figure_from_tables(tmp_path):
     keys = {"model": "m", "task": "sst2", "seed": 0}
     runs = pd.DataFrame(
         [
-            {**keys, "method": m, "method_id": m, "label": label, "test_score": score, "dev_score": score - 0.05}
+            {**keys, "variant": m, "method": m, "label": label, "test_score": score, "dev_score": score - 0.05}
             for m, label, score in (
                 ("fo", "FT", 0.9),  # not shown: neither the baseline nor a rephrase method
                 ("mezo", "MeZO", 0.7),

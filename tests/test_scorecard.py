@@ -7,7 +7,7 @@ import pytest
 
 from tests.conftest import ROOT
 from zoharness.config import load_suite
-from zoharness.io import DataError, write_json_atomic
+from zoharness.io import ARTIFACT_FORMAT, DataError, write_json_atomic
 from zoharness.scorecard import build, markdown, read_reference
 
 PAPER = ROOT / "config" / "paper"
@@ -28,7 +28,7 @@ def test_reference_matches_mezo_table_1_and_the_suite():
     assert ref[(ref.task == "copa") & (ref.paper_method == "ICL")].iloc[0].value == 87.0
     suite = load_suite(PAPER / "mezo-opt13b.yaml")
     assert suite["tasks"] == list(dict.fromkeys(ref["task"]))
-    implemented = {m["method"] for m in suite["methods"].values()}
+    implemented = {m["method"] for m in suite["variants"].values()}
     assert set(ref["method_id"]) - {""} == implemented
 
 
@@ -39,8 +39,9 @@ def _metrics(tmp_path, method, method_id, task, seed, test, dev):
         {
             "model": "m",
             "task": task,
-            "method": method,
-            "method_id": method_id,
+            "artifact_format": ARTIFACT_FORMAT,
+            "variant": method,
+            "method": method_id,
             "label": method_id,
             "seed": seed,
             "metric": "accuracy",

@@ -285,7 +285,7 @@ def test_ablation_configs_resolve_to_distinct_runs_and_masks():
     specs = [run_spec(cfg, "tiny-llama", "sst2", m, 0) for m in ABLATIONS]
     assert len({repr(sorted(s["params"].items())) for s in specs}) == len(ABLATIONS)
     stems = {
-        m: mask_stem(Params(**cfg["methods"][m]["params"]), "tiny-llama", "sst2", "t")
+        m: mask_stem(Params(**cfg["variants"][m]["params"]), "tiny-llama", "sst2", "t")
         for m in ABLATIONS
         if m != "mezo"
     }

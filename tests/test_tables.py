@@ -27,7 +27,7 @@ def test_fixtures_cover_three_methods_two_seeds():
 
 
 def test_table_cells_are_mean_and_std_over_seeds(tables):
-    wide = pd.read_csv(tables[".csv"]).set_index("method")
+    wide = pd.read_csv(tables[".csv"]).set_index("variant")
     for method in ("zero_shot", "fo", "mezo"):
         accs = [read_json(p)["test_accuracy"] * 100 for p in METRICS if p.parts[-3] == method]
         assert wide.loc[method, "sst2"] == pytest.approx(round(statistics.mean(accs), 2))
@@ -57,9 +57,9 @@ def test_selection_on_dev_picks_the_best_dev_variant():
     assert mean_of("mezo", "dev_accuracy") > mean_of("fo", "dev_accuracy")
     assert mean_of("fo", "test_accuracy") > mean_of("mezo", "test_accuracy")
     runs = collect(METRICS)
-    runs.loc[runs.method == "fo", "method_id"] = "mezo"  # two variants of one method
+    runs.loc[runs.variant == "fo", "method"] = "mezo"  # two variants of one method
     [sel] = select_by_dev(summarise(runs))
-    assert sel["method"] == "mezo"
+    assert sel["variant"] == "mezo"
     assert sel["dev_mean"] == pytest.approx(100 * mean_of("mezo", "dev_accuracy"))
 
 
@@ -72,7 +72,7 @@ def test_curves_and_details_tables_give_back_the_artifacts_exactly(tmp_path):
     pd.testing.assert_frame_equal(back, curves, check_dtype=False)
     for log in LOGS:
         m = read_json(log.parent / "metrics.json")
-        run = back[(back["method"] == m["method"]) & (back["seed"] == m["seed"])]
+        run = back[(back["variant"] == m["variant"]) & (back["seed"] == m["seed"])]
         assert list(run["loss"]) == [r["loss"] for r in read_train_log(log)[1]]  # exact floats
     write_details(METRICS, tmp_path / "details.csv")
     details = read_details(tmp_path / "details.csv")
@@ -105,7 +105,7 @@ def test_variants_sharing_a_label_are_told_apart_by_name(tmp_path):
     for name, acc in (("mezo_lr1", 0.6), ("mezo_lr2", 0.7)):
         m = {
             **read_json(next(p for p in METRICS if p.parts[-3] == "mezo")),
-            "method": name,
+            "variant": name,
             "test_score": acc,
         }
         path = tmp_path / name / "metrics.json"
@@ -115,3 +115,19 @@ def test_variants_sharing_a_label_are_told_apart_by_name(tmp_path):
     write_tables(paths, "t", tmp_path / "t.csv", tmp_path / "t.md", tmp_path / "t-runs.csv")
     md = (tmp_path / "t.md").read_text()
     assert "| MeZO (mezo_lr1) |" in md and "| MeZO (mezo_lr2) |" in md
+
+
+def test_artifacts_of_the_old_layout_are_refused_clearly(tmp_path):
+    """Format 1 called the variant "method" and the method "method_id": refused, naming file and fix."""
+    import json
+
+    from zoharness.io import ArtifactFormatError
+
+    m = read_json(next(p for p in METRICS if p.parts[-3] == "mezo"))
+    old = {k: v for k, v in m.items() if k not in ("artifact_format", "variant")}
+    old.update(method=m["variant"], method_id=m["method"])
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps(old))
+    with pytest.raises(ArtifactFormatError, match=r"metrics.json: run artifact in format 1, .* rerun its suite"):
+        write_tables([path], "t", tmp_path / "t.csv", tmp_path / "t.md", tmp_path / "t-runs.csv")
+    assert not (tmp_path / "t.csv").exists()

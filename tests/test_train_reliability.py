@@ -180,7 +180,7 @@ def test_tables_mark_resumed_runs_and_leave_complete_ones_unchanged(tmp_path):
     paths = []
     for p in metrics:  # the same runs, now with the keys; mezo seed 1 was resumed at step 3
         m = read_json(p)
-        resumed = m["method"] == "mezo" and m["seed"] == 1
+        resumed = m["variant"] == "mezo" and m["seed"] == 1
         m.update(resumed_at_step=3 if resumed else 0, measurements_complete=not resumed)
         paths.append(tmp_path / "new" / p.relative_to(FIXTURES))
         paths[-1].parent.mkdir(parents=True)
@@ -202,7 +202,7 @@ def test_memory_figure_leaves_out_or_marks_partial_memory(tmp_path, monkeypatch)
     from zoharness.sparse.reports import memory_figure
 
     def run(method, seed, transient, complete=None):
-        m = {"task": "sst2", "method": method, "method_id": "mezo", "label": method.upper(), "seed": seed,
+        m = {"task": "sst2", "variant": method, "method": "mezo", "label": method.upper(), "seed": seed,
              "steps": 6, "test_score": 0.5, "model_bytes": 2**20, "train_transient_peak_bytes": transient,
              "sparse_mask": None, "sparse_base": None, "sparse_density": None}  # fmt: skip
         if complete is not None:

@@ -47,7 +47,7 @@ def test_dry_run_plans_models_x_tasks_x_methods_x_seeds(workdir):
     jobs = planned(out.stdout)
     suite = _suite("smoke")
     n_runs = len(runs(suite))  # every (model, task, method, seed), with per-method seed lists
-    assert n_runs == sum(len(e["seeds"] or suite["seeds"]) for e in suite["methods"].values())
+    assert n_runs == sum(len(e["seeds"] or suite["seeds"]) for e in suite["variants"].values())
     assert jobs["train"] == n_runs and jobs["run_config"] == n_runs
     assert jobs["split"] == len(suite["tasks"]) * len(suite["seeds"])
     assert jobs["prepare_model"] == len(suite["models"]) and jobs["table"] == 1 and jobs["figures"] == 1
@@ -70,7 +70,7 @@ def test_default_suite_plans_its_runs(workdir):
 @pytest.mark.parametrize(
     "override,message",
     [
-        ("methods=[mezzo]", "unknown method 'mezzo'. Did you mean 'mezo'"),
+        ("variants=[mezzo]", "unknown method 'mezzo'. Did you mean 'mezo'"),
         ("tasks=[sst3]", "unknown task 'sst3'"),
     ],
 )

@@ -9,10 +9,10 @@ from zoharness.rephrase import settings as _rephrase
 REPHRASED = "resources/rephrased/{rewriter}/{task}/seed{seed}"
 # Every variant whose method trains on a rephrased set (the OAT brief and the generic ablation).
 REPHRASE_VARIANTS = variants_taking("rephrased")
-REWRITERS = sorted({SUITE["methods"][v]["params"]["rewriter"] for v in REPHRASE_VARIANTS})
+REWRITERS = sorted({SUITE["variants"][v]["params"]["rewriter"] for v in REPHRASE_VARIANTS})
 
 INPUT_FILES["rephrased"] = lambda w: (
-    REPHRASED.format(rewriter=method_entry(w)["params"]["rewriter"], task=w.task, seed=w.seed) + ".jsonl"
+    REPHRASED.format(rewriter=variant_entry(w)["params"]["rewriter"], task=w.task, seed=w.seed) + ".jsonl"
 )
 
 
@@ -51,7 +51,7 @@ REPHRASE_TABLES = [f"results/tables/{NAME}-rephrase.csv", f"results/tables/{NAME
 REPHRASE_FIGURE = [f"figures/{NAME}/rephrase.png", f"figures/{NAME}/rephrase.pdf"]
 REPHRASE_STATS = sorted(
     {
-        REPHRASED.format(rewriter=SUITE["methods"][me]["params"]["rewriter"], task=t, seed=s) + ".json"
+        REPHRASED.format(rewriter=SUITE["variants"][me]["params"]["rewriter"], task=t, seed=s) + ".json"
         for _, t, me, s in runs(SUITE)
         if me in REPHRASE_VARIANTS
     }
@@ -91,7 +91,7 @@ rule rephrase_figure:
         methods=lambda w: list(
             dict.fromkeys(
                 [method_module(v).COMPARE_WITH for v in REPHRASE_VARIANTS]
-                + [SUITE["methods"][v]["method"] for v in REPHRASE_VARIANTS]
+                + [SUITE["variants"][v]["method"] for v in REPHRASE_VARIANTS]
             )
         ),
     log:

@@ -10,7 +10,7 @@ MASKS = "resources/masks/{model}/{corpus}"
 # Every variant whose method trains on a mask (the method and its ablations).
 MASK_VARIANTS = variants_taking("mask")
 INPUT_FILES["mask"] = lambda w: (
-    _sparse.mask_stem(_sparse.Params(**method_entry(w)["params"]), w.model, w.task, NAME) + ".safetensors"
+    _sparse.mask_stem(_sparse.Params(**variant_entry(w)["params"]), w.model, w.task, NAME) + ".safetensors"
 )
 
 
@@ -87,7 +87,7 @@ rule mask_table:
     input:
         stats=lambda w: sorted(
             {
-                _sparse.mask_stem(_sparse.Params(**SUITE["methods"][me]["params"]), m, t, NAME) + ".json"
+                _sparse.mask_stem(_sparse.Params(**SUITE["variants"][me]["params"]), m, t, NAME) + ".json"
                 for m, t, me, _ in runs(SUITE)
                 if me in MASK_VARIANTS
             }

@@ -100,7 +100,7 @@ def _cmd_curves(args) -> int:
     from zoharness.tables import write_curves
 
     curves = write_curves(args.logs, args.out_csv)
-    print(f"{args.out_csv}: {len(curves)} steps of {curves.groupby(['method', 'seed']).ngroups} runs")
+    print(f"{args.out_csv}: {len(curves)} steps of {curves.groupby(['variant', 'seed']).ngroups} runs")
     return 0
 
 
@@ -293,7 +293,7 @@ def _param_type_error(args) -> str | None:
         return None
     try:
         cfg = json.loads(Path(path).read_text())
-        method, params = cfg["method_id"], cfg["params"]
+        method, params = cfg["method"], cfg["params"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
     try:

@@ -15,6 +15,7 @@ import jsonschema
 import yaml
 
 from zoharness import models
+from zoharness.io import ARTIFACT_FORMAT
 from zoharness.methods import check_method, get_method, resolve_params
 from zoharness.tasks import check_task
 
@@ -43,6 +44,7 @@ def validate(config: dict, where: str = "config") -> dict:
     """Validate and normalise a suite config; returns a new dict with defaults filled in."""
     if not isinstance(config, dict):
         raise ConfigError(f"{where}: a suite config is a mapping, got {type(config).__name__}")
+    config = _legacy_methods_key(config, where)
     sch = schema()
     errors = sorted(
         jsonschema.Draft202012Validator(sch).iter_errors(config), key=lambda e: list(e.absolute_path)
@@ -56,18 +58,28 @@ def validate(config: dict, where: str = "config") -> dict:
     for t in cfg["tasks"]:
         _checked(check_task, t, f"{where}: tasks")
     _check_data(cfg, where)
-    cfg["methods"] = _normalise_methods(cfg["methods"], where)
+    cfg["variants"] = _normalise_variants(cfg["variants"], where)
     _check_variants(cfg, where)
     for key in ("tasks", "seeds"):
         if len(set(cfg[key])) != len(cfg[key]):
             raise ConfigError(f"{where}: {key} has duplicates: {cfg[key]}")
-    for name, entry in cfg["methods"].items():
+    for name, entry in cfg["variants"].items():
         extra = sorted(set(entry["seeds"] or []) - set(cfg["seeds"]))
         if extra:
             raise ConfigError(
-                f"{where}: methods.{name}.seeds {extra} are not among the suite's seeds {cfg['seeds']}"
+                f"{where}: variants.{name}.seeds {extra} are not among the suite's seeds {cfg['seeds']}"
             )
     return cfg
+
+
+def _legacy_methods_key(config: dict, where: str) -> dict:
+    """Suites written before the rename list their variants under `methods:` (the frozen paper suites
+    do): read it as `variants:`. Both at once is ambiguous."""
+    if "methods" not in config:
+        return config
+    if "variants" in config:
+        raise ConfigError(f"{where}: both `variants:` and `methods:` (its old name) are given; keep `variants:`")
+    return {("variants" if k == "methods" else k): v for k, v in config.items()}
 
 
 def _check_data(cfg: dict, where: str) -> None:
@@ -89,7 +101,7 @@ def _check_data(cfg: dict, where: str) -> None:
 def _check_variants(cfg: dict, where: str) -> None:
     """A method's own suite checks (its `check_variant` hook: e.g. that a rewriter it names exists),
     before any job runs. The shared config never reads a method's parameters itself."""
-    for name, entry in cfg["methods"].items():
+    for name, entry in cfg["variants"].items():
         check = getattr(get_method(entry["method"]), "check_variant", None)
         if check is not None:
             _checked(lambda e, n=name, c=check: c(n, e["params"], cfg), entry, where)
@@ -112,14 +124,15 @@ def _normalise_models(spec, where) -> dict[str, str]:
     return out
 
 
-def _normalise_methods(spec, where) -> dict[str, dict]:
+def _normalise_variants(spec, where) -> dict[str, dict]:
+    """name -> {method, label, params, seeds}; a bare list names each variant after its method."""
     spec = {name: {} for name in spec} if isinstance(spec, list) else spec
     out = {}
     for name, entry in spec.items():
         entry = dict(entry or {})
-        method_id = _checked(check_method, entry.get("method", name), f"{where}: methods.{name}")
+        method_id = _checked(check_method, entry.get("method", name), f"{where}: variants.{name}")
         params = _checked(
-            lambda p, m=method_id, n=name: resolve_params(m, p, f"methods.{n}.params"),
+            lambda p, m=method_id, n=name: resolve_params(m, p, f"variants.{n}.params"),
             entry.get("params"),
             where,
         )
@@ -140,25 +153,26 @@ def load_suite(path: str | Path) -> dict:
 
 
 def runs(cfg: dict) -> list[tuple[str, str, str, int]]:
-    """Every (model, task, method, seed) of the suite, in key order (a method may narrow the seeds)."""
+    """Every (model, task, variant, seed) of the suite, in key order (a variant may narrow the seeds)."""
     return [
-        (model, task, method, seed)
-        for model, task, method in itertools.product(cfg["models"], cfg["tasks"], cfg["methods"])
+        (model, task, variant, seed)
+        for model, task, variant in itertools.product(cfg["models"], cfg["tasks"], cfg["variants"])
         for seed in cfg["seeds"]
-        if seed in (cfg["methods"][method]["seeds"] or cfg["seeds"])
+        if seed in (cfg["variants"][variant]["seeds"] or cfg["seeds"])
     ]
 
 
-def run_spec(cfg: dict, model: str, task: str, method: str, seed: int) -> dict:
+def run_spec(cfg: dict, model: str, task: str, variant: str, seed: int) -> dict:
     """Everything that defines a run except the split manifest's hash (added when written)."""
-    entry = cfg["methods"][method]
+    entry = cfg["variants"][variant]
     return {
+        "artifact_format": ARTIFACT_FORMAT,
         "suite": cfg["suite"],
         "model": model,
         "model_source": cfg["models"][model],
         "task": task,
-        "method": method,
-        "method_id": entry["method"],
+        "variant": variant,
+        "method": entry["method"],
         "method_version": get_method(entry["method"]).VERSION,
         "label": entry["label"],
         "params": entry["params"],

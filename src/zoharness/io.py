@@ -16,6 +16,27 @@ from pathlib import Path
 from typing import Any
 
 
+# The layout of run artifacts (run_config.json, metrics.json, train_log.jsonl's header). 2: a suite's
+# entry is a *variant* ("variant": its name) of a *method* ("method": the algorithm's id); format 1 (no
+# key) called the variant "method" and the algorithm "method_id".
+ARTIFACT_FORMAT = 2
+
+
+class ArtifactFormatError(ValueError):
+    """A run artifact written by an older harness, in a layout this one no longer reads."""
+
+
+def check_artifact_format(obj: dict, path) -> dict:
+    """`obj` (a run_config, metrics or log header) if it is in the current layout; else a clear error."""
+    found = obj.get("artifact_format", 1) if isinstance(obj, dict) else None
+    if found != ARTIFACT_FORMAT:
+        raise ArtifactFormatError(
+            f"{path}: run artifact in format {found}, this harness reads format {ARTIFACT_FORMAT} (format 1 "
+            "named the variant 'method' and the method 'method_id'); rerun its suite to rewrite it"
+        )
+    return obj
+
+
 class BackendUnavailableError(RuntimeError):
     """A required compute backend (bitsandbytes, a device) is missing or cannot run here."""
 

@@ -46,8 +46,8 @@ def save_figure(fig, out_dir: str | Path, stem: str) -> list[Path]:
 def seed_losses(curves: pd.DataFrame) -> dict[tuple, dict[str, list[np.ndarray]]]:
     """(model, task) -> label -> one loss array per run, runs in table order."""
     out: dict[tuple, dict[str, list[np.ndarray]]] = defaultdict(lambda: defaultdict(list))
-    for (model, task, label, _method, _seed), run in curves.groupby(
-        ["model", "task", "label", "method", "seed"], sort=False
+    for (model, task, label, _variant, _seed), run in curves.groupby(
+        ["model", "task", "label", "variant", "seed"], sort=False
     ):
         out[(model, task)][label].append(run.sort_values("step")["loss"].to_numpy())
     return out

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from zoharness import models
-from zoharness.io import DataError, read_json, sha256_file, write_json_atomic
+from zoharness.io import DataError, check_artifact_format, read_json, sha256_file, write_json_atomic
 from zoharness.methods import get_method, method_hooks
 from zoharness.trainer import as_trainer
 from zoharness.trainlog import read_train_log
@@ -113,21 +113,21 @@ def replay(run_dir, model_ref, out_dir=None, upto: int | None = None, inputs: di
     `inputs` (name -> path) override the header's recorded paths. With out_dir, saves the weights and
     then replay_info.json (last: its presence means the folder is complete)."""
     run_dir, model_ref = Path(run_dir), Path(model_ref)
-    cfg = read_json(run_dir / "run_config.json")
+    cfg = check_artifact_format(read_json(run_dir / "run_config.json"), run_dir / "run_config.json")
     log_path = run_dir / "train_log.jsonl"
     header, records = read_train_log(log_path)
-    module = get_method(cfg["method_id"])
+    module = get_method(cfg["method"])
     wanted = method_hooks(module).inputs
-    used_inputs = _resolve_inputs(header, log_path, cfg["method_id"], wanted, inputs or {})
+    used_inputs = _resolve_inputs(header, log_path, cfg["method"], wanted, inputs or {})
     model, tokenizer = models.load(model_ref, cfg["precision"]["weights"], "cpu")
     input_paths = {n: e["path"] for n, e in used_inputs.items()}
     trainer = as_trainer(
         module.build(model, module.Params(**cfg["params"]), cfg["seed"], **input_paths),
         model,
-        cfg["method_id"],
+        cfg["method"],
     )
     if not trainer.can_replay:
-        raise DataError(f"{run_dir}: method {cfg['method_id']!r} has no replayable trajectory")
+        raise DataError(f"{run_dir}: method {cfg['method']!r} has no replayable trajectory")
     built = trainer.trajectory_header()
     _check_tensors(
         header.get("zo", {}).get("noise", {}).get("tensors"),

@@ -54,7 +54,7 @@ def build(metrics_paths, reference_csv) -> pd.DataFrame:
             rows.append({**base, "status": "not implemented"})
             continue
         cands = (
-            summary[(summary.task == r.task) & (summary.method_id == r.method_id)]
+            summary[(summary.task == r.task) & (summary.method == r.method_id)]
             if summary is not None
             else pd.DataFrame()
         )
@@ -64,13 +64,13 @@ def build(metrics_paths, reference_csv) -> pd.DataFrame:
         for model, grp in cands.groupby("model", sort=False):
             best = best_on_dev(grp)
             seeds = sorted(
-                runs[(runs.model == model) & (runs.task == r.task) & (runs.method == best["method"])]["seed"]
+                runs[(runs.model == model) & (runs.task == r.task) & (runs.variant == best["variant"])]["seed"]
             )
             rows.append(
                 {
                     **base,
                     "model": model,
-                    "variant": best["method"],
+                    "variant": best["variant"],
                     "ours_mean": round(float(best["test_mean"]), 2),
                     "ours_std": None if pd.isna(best["test_std"]) else round(float(best["test_std"]), 2),
                     "n_seeds": int(best["n_seeds"]),

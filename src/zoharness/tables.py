@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from zoharness.io import read_json, write_text_atomic
+from zoharness.io import check_artifact_format, read_json, write_text_atomic
 from zoharness.trainlog import read_train_log
 
 RUN_COLUMNS = [
     "model",
     "task",
+    "variant",
     "method",
-    "method_id",
     "label",
     "seed",
     "metric",
@@ -56,16 +56,16 @@ def partial_runs(df: pd.DataFrame) -> pd.Series:
     return df["measurements_complete"].eq(False)
 
 
+def read_metrics(path) -> dict:
+    """A run's metrics.json, refused clearly when an older harness wrote it in another layout."""
+    return check_artifact_format(read_json(path), path)
+
+
 def collect(metrics_paths: list[str | Path]) -> pd.DataFrame:
-    rows = [read_json(p) for p in metrics_paths]
+    rows = [read_metrics(p) for p in metrics_paths]
     if not rows:
         raise ValueError("no metrics.json files given")
     df = pd.DataFrame(rows)
-    for split in ("dev", "test"):  # artifacts written before generation tasks had only *_accuracy
-        if f"{split}_score" not in df and f"{split}_accuracy" in df:
-            df[f"{split}_score"] = df[f"{split}_accuracy"]
-        elif f"{split}_accuracy" in df:
-            df[f"{split}_score"] = df[f"{split}_score"].fillna(df[f"{split}_accuracy"])
     columns = RUN_COLUMNS + (PARTIAL_COLUMNS if partial_runs(df).any() else [])
     for col in columns:
         if col not in df:
@@ -73,14 +73,14 @@ def collect(metrics_paths: list[str | Path]) -> pd.DataFrame:
     if "resumed_at_step" in columns:
         df["resumed_at_step"] = pd.to_numeric(df["resumed_at_step"]).astype("Int64")
     # Keep the order the runs were given in (the workflow passes them in config order, so rows follow
-    # the suite's method order); only seeds are sorted within a (model, task, method).
-    df["_order"] = df.groupby(["model", "task", "method"], sort=False).ngroup()  # first-appearance order
+    # the suite's variant order); only seeds are sorted within a (model, task, variant).
+    df["_order"] = df.groupby(["model", "task", "variant"], sort=False).ngroup()  # first-appearance order
     return df.sort_values(["_order", "seed"], kind="stable")[columns].reset_index(drop=True)
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (model, method, task): mean/std over seeds of dev and test metric, in percent."""
-    g = runs.groupby(["model", "method", "label", "method_id", "task"], sort=False)
+    """One row per (model, variant, task): mean/std over seeds of dev and test metric, in percent."""
+    g = runs.groupby(["model", "variant", "label", "method", "task"], sort=False)
     out = g.agg(
         metric=("metric", "first"),
         test_mean=("test_score", "mean"),
@@ -97,10 +97,10 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def wide(summary: pd.DataFrame) -> pd.DataFrame:
-    """Table 1 layout for the CSV: one row per (model, method), per task mean/std/n columns."""
+    """Table 1 layout for the CSV: one row per (model, variant), per task mean/std/n columns."""
     rows = []
-    for (model, method, label), grp in summary.groupby(["model", "method", "label"], sort=False):
-        row = {"model": model, "method": method, "label": label}
+    for (model, variant, label), grp in summary.groupby(["model", "variant", "label"], sort=False):
+        row = {"model": model, "variant": variant, "label": label}
         for r in grp.itertuples():
             row.update(
                 {
@@ -128,7 +128,7 @@ def _cell(mean, std, n) -> str:
 def resumed_runs(runs: pd.DataFrame) -> list[str]:
     """One line per partial run, for the markdown's note."""
     return [
-        f"{r.model} · {r.task} · {r.method} seed {r.seed} (resumed at step {r.resumed_at_step})"
+        f"{r.model} · {r.task} · {r.variant} seed {r.seed} (resumed at step {r.resumed_at_step})"
         for r in runs[partial_runs(runs)].itertuples()
     ]
 
@@ -144,7 +144,7 @@ def markdown(summary: pd.DataFrame, suite: str, task_labels: dict[str, str], res
         "",
     ]
     # Variants that share a display name (an lr grid without labels) are told apart by their names.
-    names = summary.drop_duplicates(["model", "method"])
+    names = summary.drop_duplicates(["model", "variant"])
     shared = set(names.loc[names.duplicated(["model", "label"], keep=False), "label"])
     for split, key in (("Test", "test"), ("Dev", "dev")):
         lines += [
@@ -153,7 +153,7 @@ def markdown(summary: pd.DataFrame, suite: str, task_labels: dict[str, str], res
             "| model | method | " + " | ".join(task_labels.get(t, t) for t in tasks) + " |",
             "|---|---|" + "---:|" * len(tasks),
         ]
-        for (model, _method, label), grp in summary.groupby(["model", "method", "label"], sort=False):
+        for (model, variant, label), grp in summary.groupby(["model", "variant", "label"], sort=False):
             by_task = {r.task: r for r in grp.itertuples()}
             cells = [
                 _cell(
@@ -163,7 +163,7 @@ def markdown(summary: pd.DataFrame, suite: str, task_labels: dict[str, str], res
                 else "–"
                 for t in tasks
             ]
-            shown = f"{label} ({_method})" if label in shared else label
+            shown = f"{label} ({variant})" if label in shared else label
             lines.append(f"| {model} | {shown} | " + " | ".join(cells) + " |")
         n_line = ", ".join(
             f"{task_labels.get(t, t)} {int(summary[summary.task == t][f'n_{key}'].max())}" for t in tasks
@@ -181,8 +181,8 @@ def markdown(summary: pd.DataFrame, suite: str, task_labels: dict[str, str], res
         ]
         for s in selection:
             lines.append(
-                f"| {s['model']} | {task_labels.get(s['task'], s['task'])} | {s['method_id']} | "
-                f"{s['method']} | {s['dev_mean']:.1f} | {s['test_mean']:.1f} |"
+                f"| {s['model']} | {task_labels.get(s['task'], s['task'])} | {s['method']} | "
+                f"{s['variant']} | {s['dev_mean']:.1f} | {s['test_mean']:.1f} |"
             )
         lines.append("")
     if resumed:  # their metrics stand; their wall time and memory cover only the last process
@@ -201,20 +201,20 @@ def markdown(summary: pd.DataFrame, suite: str, task_labels: dict[str, str], res
 
 def best_on_dev(variants: pd.DataFrame) -> pd.Series:
     """The summary row with the best mean dev score (ties: the first variant name)."""
-    return variants.sort_values(["dev_mean", "method"], ascending=[False, True]).iloc[0]
+    return variants.sort_values(["dev_mean", "variant"], ascending=[False, True]).iloc[0]
 
 
 def select_by_dev(summary: pd.DataFrame) -> list[dict]:
     out = []
-    for (model, task, method_id), grp in summary.groupby(["model", "task", "method_id"], sort=False):
+    for (model, task, method), grp in summary.groupby(["model", "task", "method"], sort=False):
         if len(grp) > 1:
             best = best_on_dev(grp)
             out.append(
                 {
                     "model": model,
                     "task": task,
-                    "method_id": method_id,
-                    "method": best["method"],
+                    "method": method,
+                    "variant": best["variant"],
                     "dev_mean": best["dev_mean"],
                     "test_mean": best["test_mean"],
                 }
@@ -238,7 +238,7 @@ def write_tables(metrics_paths, suite: str, out_csv, out_md, out_runs_csv) -> pd
     return summary
 
 
-RUN_KEYS = ["model", "task", "method", "method_id", "label", "seed"]  # what names a run in the long tables
+RUN_KEYS = ["model", "task", "variant", "method", "label", "seed"]  # what names a run in the long tables
 
 
 def write_curves(log_paths: list[str | Path], out_csv) -> pd.DataFrame:
@@ -246,7 +246,7 @@ def write_curves(log_paths: list[str | Path], out_csv) -> pd.DataFrame:
     no steps). Reads each train_log.jsonl and the metrics.json beside it, both rule inputs."""
     frames = []
     for path in log_paths:
-        metrics = read_json(Path(path).parent / "metrics.json")
+        metrics = read_metrics(Path(path).parent / "metrics.json")
         _, records = read_train_log(path)
         frame = pd.DataFrame({"step": [r["step"] for r in records], "loss": [r["loss"] for r in records]})
         frames.append(frame.assign(**{k: metrics[k] for k in RUN_KEYS})[RUN_KEYS + ["step", "loss"]])
@@ -256,14 +256,14 @@ def write_curves(log_paths: list[str | Path], out_csv) -> pd.DataFrame:
 
 
 def read_curves(path) -> pd.DataFrame:
-    return pd.read_csv(path, dtype={"model": str, "task": str, "method": str})
+    return pd.read_csv(path, dtype={"model": str, "task": str, "variant": str, "method": str})
 
 
 def write_details(metrics_paths: list[str | Path], out_csv) -> pd.DataFrame:
     """Every scalar of every run's metrics.json, one row per (run, key), runs in the order given."""
     rows = []
     for path in metrics_paths:
-        metrics = read_json(path)
+        metrics = read_metrics(path)
         run = {k: metrics[k] for k in RUN_KEYS}
         for key, value in metrics.items():
             if key not in RUN_KEYS and (value is None or isinstance(value, bool | int | float | str)):

@@ -37,6 +37,7 @@ from zoharness.data import Split, data_dir, load_split
 from zoharness.devices import pick_device
 from zoharness.io import (
     DataError,
+    check_artifact_format,
     dumps,
     read_json,
     sha256_file,
@@ -179,7 +180,7 @@ def train(
     """Run (or resume) one run. stop_after=k returns after step k without finishing (simulates a kill).
     `inputs` are the method's extra files (its INPUTS: a mask, a rephrased train set), name -> path."""
     wall_start = time.perf_counter()
-    cfg = read_json(run_config_path)
+    cfg = check_artifact_format(read_json(run_config_path), run_config_path)
     out_dir = Path(out_dir)
     if sha256_file(split_path) != cfg["split_sha256"]:
         raise DataError(
@@ -206,10 +207,10 @@ def prepare(cfg, run_config_path, split_path, model_ref_path, out_dir, threads, 
     device = pick_device(cfg["device"])
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)  # peaks in metrics.json are this run's
-    module = get_method(cfg["method_id"])
+    module = get_method(cfg["method"])
     hooks = method_hooks(module)
     params = module.Params(**cfg["params"])
-    inputs = _method_inputs(hooks.inputs, cfg["method_id"], inputs or {})
+    inputs = _method_inputs(hooks.inputs, cfg["method"], inputs or {})
     task = get_task(cfg["task"])
     split = load_split(read_json(split_path), data_dir(cfg["data"]), str(split_path))
     model, tokenizer = models.load(model_ref_path, cfg["precision"]["weights"], device)
@@ -219,7 +220,7 @@ def prepare(cfg, run_config_path, split_path, model_ref_path, out_dir, threads, 
     # Evaluation-only methods (zero-shot, ICL) never batch the train split: skip tokenising it.
     max_length = cfg["eval"]["max_length"]
     train_set = _encode_train(tokenizer, task, train_examples, max_length) if total else []
-    trainer = as_trainer(module.build(model, params, cfg["seed"], **inputs), model, cfg["method_id"])
+    trainer = as_trainer(module.build(model, params, cfg["seed"], **inputs), model, cfg["method"])
     return Run(
         cfg=cfg,
         run_config_path=Path(run_config_path),
@@ -248,8 +249,9 @@ def _header(run: Run) -> dict:
     cfg = run.cfg
     return {
         "run_config_sha256": sha256_file(run.run_config_path),
+        "artifact_format": cfg["artifact_format"],
+        "variant": cfg["variant"],
         "method": cfg["method"],
-        "method_id": cfg["method_id"],
         "method_version": run.module.VERSION,
         "params": cfg["params"],
         "seed": cfg["seed"],
@@ -276,7 +278,7 @@ def resume(run: Run) -> None:
         )
         records = []
     if records and not run.trainer.can_replay:
-        print(f"[zoharness] {run.cfg['method']} cannot replay a log; restarting from step 0", file=sys.stderr)
+        print(f"[zoharness] {run.cfg['variant']} cannot replay a log; restarting from step 0", file=sys.stderr)
         records = []
     records = records[: run.total]
     for r in records:
@@ -320,7 +322,7 @@ def loop(run: Run, stop_after: int | None) -> bool:
         tqdm(
             total=total,
             initial=len(records),
-            desc=f"{run.cfg['method']} {run.cfg['task']} seed{run.cfg['seed']}",
+            desc=f"{run.cfg['variant']} {run.cfg['task']} seed{run.cfg['seed']}",
             file=sys.stderr,
             mininterval=1 if sys.stderr.isatty() else 30,
             disable=total == 0,
@@ -384,8 +386,9 @@ def _metrics(run: Run, results: dict, eval_s: float) -> dict:
         "suite": cfg["suite"],
         "model": cfg["model"],
         "task": cfg["task"],
+        "artifact_format": cfg["artifact_format"],
+        "variant": cfg["variant"],
         "method": cfg["method"],
-        "method_id": cfg["method_id"],
         "label": cfg["label"],
         "seed": cfg["seed"],
         "metric": run.task.metric,

@@ -46,7 +46,7 @@ def check_variant(name: str, params: dict, suite: dict) -> None:
     try:
         resolve(params["rewriter"], suite["rewriters"])
     except RewriterConfigError as e:
-        raise ValueError(f"methods.{name}.params.rewriter: {e}") from None
+        raise ValueError(f"variants.{name}.params.rewriter: {e}") from None
 
 
 def train_examples(params: Params, task, examples: list, rephrased: str) -> list:

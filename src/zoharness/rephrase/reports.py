@@ -64,13 +64,13 @@ def rephrase_figure(runs: pd.DataFrame, curves: pd.DataFrame, stats: pd.DataFram
     """Runs on rephrased data against their baseline: test/dev accuracy, training loss, and what the
     judge kept. One row per task. `methods`: the method ids to show, in bar order (the baseline first);
     `runs`: the suite's runs table; `curves`: its curves table; `stats`: the rephrase table."""
-    runs = runs[runs["method_id"].isin(methods)]
-    curves = curves[curves["method_id"].isin(methods)]
+    runs = runs[runs["method"].isin(methods)]
+    curves = curves[curves["method"].isin(methods)]
     tasks = list(dict.fromkeys(runs["task"]))
     fig, axes = plt.subplots(len(tasks), 3, figsize=(16, 4 * len(tasks)), squeeze=False)
     for row, task in zip(axes, tasks, strict=True):
         by_label = {lab: g for lab, g in runs[runs["task"] == task].groupby("label", sort=False)}
-        labels = sorted(by_label, key=lambda lab: methods.index(by_label[lab]["method_id"].iloc[0]))
+        labels = sorted(by_label, key=lambda lab: methods.index(by_label[lab]["method"].iloc[0]))
         ax = row[0]
         width = 0.38
         for j, split in enumerate(("test", "dev")):
@@ -86,7 +86,7 @@ def rephrase_figure(runs: pd.DataFrame, curves: pd.DataFrame, stats: pd.DataFram
         for lab in labels:
             losses = [
                 run.sort_values("step")["loss"].to_numpy()
-                for _, run in task_curves[task_curves["label"] == lab].groupby(["model", "method", "seed"], sort=False)
+                for _, run in task_curves[task_curves["label"] == lab].groupby(["model", "variant", "seed"], sort=False)
             ]
             plot_mean_loss(ax, losses, lab)
         ax.set(

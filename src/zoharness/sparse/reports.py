@@ -67,11 +67,11 @@ MEMORY_PARTS = (  # metrics.json key -> legend
 )
 
 
-def _means_by_task_and_method(rows: pd.DataFrame) -> pd.DataFrame:
-    """Numeric metrics averaged over seeds per (task, method), with the method's text columns."""
-    runs = rows.groupby(["task", "method"], sort=False).mean(numeric_only=True).reset_index()
-    text = [c for c in ("method_id", "label", "sparse_base", "sparse_mask") if c in rows]
-    return runs.merge(rows.drop_duplicates("method")[["method", *text]], on="method")
+def _means_by_task_and_variant(rows: pd.DataFrame) -> pd.DataFrame:
+    """Numeric metrics averaged over seeds per (task, variant), with the variant's text columns."""
+    runs = rows.groupby(["task", "variant"], sort=False).mean(numeric_only=True).reset_index()
+    text = [c for c in ("method", "label", "sparse_base", "sparse_mask") if c in rows]
+    return runs.merge(rows.drop_duplicates("variant")[["variant", *text]], on="variant")
 
 
 def density_figure(rows: pd.DataFrame, suite: str, dense: str | None):
@@ -80,7 +80,7 @@ def density_figure(rows: pd.DataFrame, suite: str, dense: str | None):
     details table's layout."""
     untrained = rows[rows["steps"] == 0]  # zero-shot: a reference line
     rows = rows[rows["steps"] > 0]
-    runs = _means_by_task_and_method(rows)
+    runs = _means_by_task_and_variant(rows)
     tasks = list(dict.fromkeys(runs["task"]))
     fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
@@ -91,7 +91,7 @@ def density_figure(rows: pd.DataFrame, suite: str, dense: str | None):
             g = g.sort_values("sparse_density")
             style = "o-" if len(g) > 1 else "s"
             ax.plot(g["sparse_density"], 100 * g["test_score"], style, label=f"mask {mask_name}, base {base}")
-        for _, r in sub[sub["method_id"] == dense].iterrows():
+        for _, r in sub[sub["method"] == dense].iterrows():
             ax.plot([1.0], [100 * r["test_score"]], "k*", markersize=10, label=f"{r['label']} (density 1)")
         for label, g in untrained[untrained["task"] == task].groupby("label"):
             ax.axhline(
@@ -117,13 +117,13 @@ def memory_figure(rows: pd.DataFrame, suite: str):
 
     rows = rows[rows["steps"] > 0]
     partial = partial_runs(rows)
-    only_partial = set(rows.loc[partial, "method"]) - set(rows.loc[~partial, "method"])
-    mem = _means_by_task_and_method(rows[~partial | rows["method"].isin(only_partial)])
-    mem = mem.drop_duplicates("method")
+    only_partial = set(rows.loc[partial, "variant"]) - set(rows.loc[~partial, "variant"])
+    mem = _means_by_task_and_variant(rows[~partial | rows["variant"].isin(only_partial)])
+    mem = mem.drop_duplicates("variant")
     # runs recorded before the memory keys existed have nothing to stack
     known = [k for k in ("model_bytes", "memory_base_bytes") if k in mem]
     mem = mem[mem[known].notna().any(axis=1)] if known else mem.iloc[:0]
-    hatched = mem["method"].isin(only_partial).to_numpy()
+    hatched = mem["variant"].isin(only_partial).to_numpy()
     fig, ax = plt.subplots(figsize=(8, 0.5 * len(mem) + 1.5))
     left = np.zeros(len(mem))
     for key, legend in MEMORY_PARTS:
