@@ -309,7 +309,14 @@ def test_rephrase_table_and_figure_from_tables(tmp_path):
     keys = {"model": "m", "task": "sst2", "seed": 0}
     runs = pd.DataFrame(
         [
-            {**keys, "variant": m, "method": m, "label": label, "test_score": score, "dev_score": score - 0.05}
+            {
+                **keys,
+                "variant": m,
+                "method": m,
+                "label": label,
+                "test_score": score,
+                "dev_score": score - 0.05,
+            }
             for m, label, score in (
                 ("fo", "FT", 0.9),  # not shown: neither the baseline nor a rephrase method
                 ("mezo", "MeZO", 0.7),
@@ -326,11 +333,17 @@ def test_rephrase_table_and_figure_from_tables(tmp_path):
     bars, losses, held = fig.axes[:3]
     assert [t.get_text() for t in bars.get_xticklabels()] == ["MeZO", "OAT", "G"]
     assert [round(p.get_height(), 6) for p in bars.containers[0].patches] == [70.0, 72.0, 69.0]  # test
-    assert [line.get_label() for line in losses.get_lines()] == ["MeZO (seeds=1)", "OAT (seeds=1)", "G (seeds=1)"]
+    assert [line.get_label() for line in losses.get_lines()] == [
+        "MeZO (seeds=1)",
+        "OAT (seeds=1)",
+        "G (seeds=1)",
+    ]
     assert [p.get_width() for p in held.containers[0].patches] == [20.0, 30.0]  # rephrased share
     runs.to_csv(tmp_path / "runs.csv", index=False)
     curves.to_csv(tmp_path / "curves.csv", index=False)
-    paths = rephrase_figures(tmp_path / "runs.csv", tmp_path / "curves.csv", tmp_path / "t.csv", tmp_path / "fig", "t", methods)
+    paths = rephrase_figures(
+        tmp_path / "runs.csv", tmp_path / "curves.csv", tmp_path / "t.csv", tmp_path / "fig", "t", methods
+    )
     assert [p.name for p in paths] == ["rephrase.png", "rephrase.pdf"] and all(
         p.stat().st_size > 0 for p in paths
     )

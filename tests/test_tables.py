@@ -128,6 +128,8 @@ def test_artifacts_of_the_old_layout_are_refused_clearly(tmp_path):
     old.update(method=m["variant"], method_id=m["method"])
     path = tmp_path / "metrics.json"
     path.write_text(json.dumps(old))
-    with pytest.raises(ArtifactFormatError, match=r"metrics.json: run artifact in format 1, .* rerun its suite"):
+    with pytest.raises(
+        ArtifactFormatError, match=r"metrics.json: run artifact in format 1, .* rerun its suite"
+    ):
         write_tables([path], "t", tmp_path / "t.csv", tmp_path / "t.md", tmp_path / "t-runs.csv")
     assert not (tmp_path / "t.csv").exists()

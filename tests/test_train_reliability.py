@@ -209,12 +209,14 @@ def test_memory_figure_leaves_out_or_marks_partial_memory(tmp_path, monkeypatch)
             m["measurements_complete"] = complete
         return m
 
-    rows = pd.DataFrame([
-        run("a", 0, 4 * 2**20, True),
-        run("a", 1, 2**14, False),  # resumed at its last step: a 16 KiB "transient"
-        run("b", 0, 2**14, False),  # b has no complete run
-        run("c", 0, 2 * 2**20),  # written before the flag: complete
-    ])
+    rows = pd.DataFrame(
+        [
+            run("a", 0, 4 * 2**20, True),
+            run("a", 1, 2**14, False),  # resumed at its last step: a 16 KiB "transient"
+            run("b", 0, 2**14, False),  # b has no complete run
+            run("c", 0, 2 * 2**20),  # written before the flag: complete
+        ]
+    )
     ax = memory_figure(rows, "t").axes[0]
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert labels == ["A", "B\n(resumed: last process only)", "C"]

@@ -209,8 +209,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--input", action="append", default=[], help="NAME=PATH, a method's extra input file")
     s.set_defaults(fn=_cmd_train)
 
-
-
     s = sub.add_parser("table", help="build result tables from metrics.json files")
     s.add_argument("--suite", required=True)
     s.add_argument("--out-csv", required=True)
@@ -239,11 +237,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--curves", required=True)
     s.add_argument("--out-dir", required=True)
     s.set_defaults(fn=_cmd_figures)
-
-
-
-
-
 
     s = sub.add_parser("replay", help="rebuild a ZO run's final weights from its train log")
     s.add_argument("--run-dir", required=True)

@@ -78,7 +78,9 @@ def _legacy_methods_key(config: dict, where: str) -> dict:
     if "methods" not in config:
         return config
     if "variants" in config:
-        raise ConfigError(f"{where}: both `variants:` and `methods:` (its old name) are given; keep `variants:`")
+        raise ConfigError(
+            f"{where}: both `variants:` and `methods:` (its old name) are given; keep `variants:`"
+        )
     return {("variants" if k == "methods" else k): v for k, v in config.items()}
 
 

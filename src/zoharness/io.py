@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-
 # The layout of run artifacts (run_config.json, metrics.json, train_log.jsonl's header). 2: a suite's
 # entry is a *variant* ("variant": its name) of a *method* ("method": the algorithm's id); format 1 (no
 # key) called the variant "method" and the algorithm "method_id".

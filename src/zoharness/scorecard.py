@@ -64,7 +64,9 @@ def build(metrics_paths, reference_csv) -> pd.DataFrame:
         for model, grp in cands.groupby("model", sort=False):
             best = best_on_dev(grp)
             seeds = sorted(
-                runs[(runs.model == model) & (runs.task == r.task) & (runs.variant == best["variant"])]["seed"]
+                runs[(runs.model == model) & (runs.task == r.task) & (runs.variant == best["variant"])][
+                    "seed"
+                ]
             )
             rows.append(
                 {

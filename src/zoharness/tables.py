@@ -250,7 +250,9 @@ def write_curves(log_paths: list[str | Path], out_csv) -> pd.DataFrame:
         _, records = read_train_log(path)
         frame = pd.DataFrame({"step": [r["step"] for r in records], "loss": [r["loss"] for r in records]})
         frames.append(frame.assign(**{k: metrics[k] for k in RUN_KEYS})[RUN_KEYS + ["step", "loss"]])
-    curves = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RUN_KEYS + ["step", "loss"])
+    curves = (
+        pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RUN_KEYS + ["step", "loss"])
+    )
     write_text_atomic(out_csv, curves.to_csv(index=False))
     return curves
 

@@ -278,7 +278,9 @@ def resume(run: Run) -> None:
         )
         records = []
     if records and not run.trainer.can_replay:
-        print(f"[zoharness] {run.cfg['variant']} cannot replay a log; restarting from step 0", file=sys.stderr)
+        print(
+            f"[zoharness] {run.cfg['variant']} cannot replay a log; restarting from step 0", file=sys.stderr
+        )
         records = []
     records = records[: run.total]
     for r in records:

@@ -45,8 +45,12 @@ def _cmd_rephrase_figure(args) -> int:
 
 
 def register(sub) -> None:
-    s = sub.add_parser("rephrase", help="rewrite a task's training split with an LLM rewriter + judge (cached)")
-    s.add_argument("--rewriter", required=True, help="rewriter name (built-in or from the suite's rewriters:)")
+    s = sub.add_parser(
+        "rephrase", help="rewrite a task's training split with an LLM rewriter + judge (cached)"
+    )
+    s.add_argument(
+        "--rewriter", required=True, help="rewriter name (built-in or from the suite's rewriters:)"
+    )
     s.add_argument("--settings", help="the rewriter's resolved settings as JSON (default: the built-in ones)")
     s.add_argument("--split", required=True)
     s.add_argument("--data-dir", required=True)
@@ -54,7 +58,9 @@ def register(sub) -> None:
     s.add_argument("--stats", required=True, help="per-task statistics (.json)")
     s.add_argument("--cache-dir", default="resources/rephrase-cache")
     s.add_argument("--server-log", help="where the local server writes its log")
-    s.add_argument("--threads", type=int, help="CPU threads of the local server (unless the settings fix them)")
+    s.add_argument(
+        "--threads", type=int, help="CPU threads of the local server (unless the settings fix them)"
+    )
     s.set_defaults(fn=_cmd_rephrase)
 
     s = sub.add_parser("rephrase-table", help="acceptance/tokens/cost table from the rephrase stats")
@@ -63,7 +69,9 @@ def register(sub) -> None:
     s.add_argument("stats", nargs="+")
     s.set_defaults(fn=_cmd_rephrase_table)
 
-    s = sub.add_parser("rephrase-figure", help="rephrased-data runs vs their baseline: accuracy, loss, acceptance")
+    s = sub.add_parser(
+        "rephrase-figure", help="rephrased-data runs vs their baseline: accuracy, loss, acceptance"
+    )
     s.add_argument("--suite", required=True)
     s.add_argument("--out-dir", required=True)
     s.add_argument("--runs", required=True, help="the suite's runs table (<suite>-runs.csv)")

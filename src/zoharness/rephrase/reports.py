@@ -60,7 +60,9 @@ def write_rephrase_table(stats_paths, out_csv, out_md) -> pd.DataFrame:
     return df
 
 
-def rephrase_figure(runs: pd.DataFrame, curves: pd.DataFrame, stats: pd.DataFrame, suite: str, methods: list[str]):
+def rephrase_figure(
+    runs: pd.DataFrame, curves: pd.DataFrame, stats: pd.DataFrame, suite: str, methods: list[str]
+):
     """Runs on rephrased data against their baseline: test/dev accuracy, training loss, and what the
     judge kept. One row per task. `methods`: the method ids to show, in bar order (the baseline first);
     `runs`: the suite's runs table; `curves`: its curves table; `stats`: the rephrase table."""
@@ -86,7 +88,9 @@ def rephrase_figure(runs: pd.DataFrame, curves: pd.DataFrame, stats: pd.DataFram
         for lab in labels:
             losses = [
                 run.sort_values("step")["loss"].to_numpy()
-                for _, run in task_curves[task_curves["label"] == lab].groupby(["model", "variant", "seed"], sort=False)
+                for _, run in task_curves[task_curves["label"] == lab].groupby(
+                    ["model", "variant", "seed"], sort=False
+                )
             ]
             plot_mean_loss(ax, losses, lab)
         ax.set(

@@ -157,5 +157,3 @@ def sparse_figures(details_csv, out_dir, suite: str, dense: str | None) -> list[
     return save_figure(density_figure(rows, suite, dense), out_dir, "sparse-density") + save_figure(
         memory_figure(rows, suite), out_dir, "sparse-memory"
     )
-
-
