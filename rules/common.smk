@@ -20,6 +20,9 @@ try:
 except ConfigError as e:
     raise WorkflowError(str(e)) from None
 
+# The one software environment every rule runs in with --software-deployment-method conda, named once
+# (a path from the Snakefile's folder, so rules/ and rules/methods/ share it).
+CONDA_ENV = os.path.join(workflow.basedir, "envs", "zoharness.yaml")
 NAME = SUITE["suite"]
 DATA = SUITE["data"]
 DATA_DIR = data_dir(DATA)
@@ -58,6 +61,16 @@ def run_dirs():
     return [
         RUN_DIR.format(model=m, task=t, variant=v, seed=s) for m, t, v, s in runs(SUITE)
     ]
+
+
+def metrics_files(wildcards):
+    """Every run's metrics.json, in the suite's run order (tables keep it)."""
+    return [f"{d}/metrics.json" for d in run_dirs()]
+
+
+def train_logs(wildcards):
+    """Every run's train_log.jsonl, in the suite's run order."""
+    return [f"{d}/train_log.jsonl" for d in run_dirs()]
 
 
 def split_inputs(wildcards):

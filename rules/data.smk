@@ -5,7 +5,7 @@
 
 rule fetch_data:
     conda:
-        "../envs/zoharness.yaml"
+        CONDA_ENV
     output:
         train=f"{DATA['online_dir']}/{{task}}/train.jsonl",
         validation=f"{DATA['online_dir']}/{{task}}/validation.jsonl",
@@ -26,7 +26,7 @@ rule fetch_data:
 # it as well and refuses the same way.
 rule split:
     conda:
-        "../envs/zoharness.yaml"
+        CONDA_ENV
     input:
         split_inputs,
     output:
@@ -35,7 +35,7 @@ rule split:
         data=DATA,
         data_dir=DATA_DIR,
     log:
-        f"logs/{NAME}/splits/{{task}}/seed{{seed}}.log",
+        f"logs/split/{NAME}/{{task}}/seed{{seed}}.log",
     shell:
         "python -m zoharness split --task {wildcards.task} --seed {wildcards.seed} --data-dir {params.data_dir:q} "
         "--source {params.data[source]} --num-train {params.data[num_train]} --num-dev {params.data[num_dev]} "

@@ -1,6 +1,9 @@
+# The suite's shared figures, from its tables only.
+
+
 rule figures:
     conda:
-        "../envs/zoharness.yaml"
+        CONDA_ENV
     input:
         table=TABLE_CSV,
         curves=CURVES_CSV,
@@ -10,7 +13,7 @@ rule figures:
         suite=NAME,
         out_dir=lambda w, output: os.path.dirname(output[0]),
     log:
-        f"logs/{NAME}/figures.log",
+        f"logs/figures/{NAME}.log",
     shell:
         "python -m zoharness figures --suite {params.suite} --table {input.table:q} --curves {input.curves:q} "
         "--out-dir {params.out_dir:q} > {log:q} 2>&1"

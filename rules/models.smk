@@ -4,7 +4,7 @@
 
 rule prepare_model:
     conda:
-        "../envs/zoharness.yaml"
+        CONDA_ENV
     output:
         MODEL_REF,
     params:

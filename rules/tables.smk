@@ -2,9 +2,9 @@
 
 rule table:
     conda:
-        "../envs/zoharness.yaml"
+        CONDA_ENV
     input:
-        metrics=lambda w: [f"{d}/metrics.json" for d in run_dirs()],
+        metrics=metrics_files,
     output:
         csv=TABLE_CSV,
         md=TABLE_MD,
@@ -13,7 +13,7 @@ rule table:
     params:
         suite=NAME,
     log:
-        f"logs/{NAME}/table.log",
+        f"logs/table/{NAME}.log",
     shell:
         "python -m zoharness table --suite {params.suite} --out-csv {output.csv:q} --out-md {output.md:q} "
         "--out-runs-csv {output.runs:q} --out-details-csv {output.details:q} {input.metrics:q} > {log:q} 2>&1"
@@ -21,31 +21,31 @@ rule table:
 
 rule curves:
     conda:
-        "../envs/zoharness.yaml"
+        CONDA_ENV
     input:
-        logs=lambda w: [f"{d}/train_log.jsonl" for d in run_dirs()],
-        metrics=lambda w: [f"{d}/metrics.json" for d in run_dirs()],
+        logs=train_logs,
+        metrics=metrics_files,
     output:
         CURVES_CSV,
     log:
-        f"logs/{NAME}/curves.log",
+        f"logs/curves/{NAME}.log",
     shell:
         "python -m zoharness curves --out-csv {output:q} {input.logs:q} > {log:q} 2>&1"
 
 
 rule scorecard:
     conda:
-        "../envs/zoharness.yaml"
+        CONDA_ENV
     input:
         reference=REFERENCE,
-        metrics=lambda w: [f"{d}/metrics.json" for d in run_dirs()],
+        metrics=metrics_files,
     output:
         csv=f"results/tables/scorecard-{NAME}.csv",
         md=f"results/tables/scorecard-{NAME}.md",
     params:
         suite=NAME,
     log:
-        f"logs/{NAME}/scorecard.log",
+        f"logs/scorecard/{NAME}.log",
     shell:
         "python -m zoharness scorecard --suite {params.suite} --reference {input.reference:q} "
         "--out-csv {output.csv:q} --out-md {output.md:q} {input.metrics:q} > {log:q} 2>&1"

@@ -5,7 +5,7 @@
 
 rule run_config:
     conda:
-        "../envs/zoharness.yaml"
+        CONDA_ENV
     input:
         split=SPLIT,
     output:
@@ -13,14 +13,14 @@ rule run_config:
     params:
         spec=spec_json,
     log:
-        f"logs/{NAME}/{{model}}/{{task}}/{{variant}}/seed{{seed}}/run_config.log",
+        f"logs/run_config/{NAME}/{{model}}/{{task}}/{{variant}}/seed{{seed}}.log",
     shell:
         "python -m zoharness run-config --spec {params.spec:q} --split {input.split:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule train:
     conda:
-        "../envs/zoharness.yaml"
+        CONDA_ENV
     input:
         unpack(method_inputs),
         run_config=f"{RUN_DIR}/run_config.json",
@@ -38,9 +38,9 @@ rule train:
     resources:
         gpu=uses_gpu(),
     log:
-        f"logs/{NAME}/{{model}}/{{task}}/{{variant}}/seed{{seed}}/train.log",
+        f"logs/train/{NAME}/{{model}}/{{task}}/{{variant}}/seed{{seed}}.log",
     benchmark:
-        f"benchmarks/{NAME}/{{model}}/{{task}}/{{variant}}/seed{{seed}}.tsv"
+        f"benchmarks/train/{NAME}/{{model}}/{{task}}/{{variant}}/seed{{seed}}.tsv"
     shell:
         "python -m zoharness train --run-config {input.run_config:q} --split {input.split:q} "
         "--model-ref {input.model_ref:q} --out-dir {params.out_dir:q} --threads {threads} {params.method_inputs} > {log:q} 2>&1"

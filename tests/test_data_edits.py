@@ -109,7 +109,7 @@ def test_accepted_edit_resamples_and_redoes_the_runs_once(frozen):
     assert out.returncode == 0, out.stderr[-3000:]
     assert sorted(_jobs_run(out)) == ["run_config", "split"]
     assert f"1 example(s) of the split changed: {uid!r} (train)" in out.stderr
-    log = (frozen / "logs/smoke/splits/sst2/seed0.log").read_text()
+    log = (frozen / "logs/split/smoke/sst2/seed0.log").read_text()
     assert "accepted data change" in log and uid in log
     new = json.loads(split.read_text())
     pairs = list(zip(old["splits"]["train"], new["splits"]["train"], strict=True))

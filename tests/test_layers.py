@@ -31,7 +31,11 @@ LOWER = {
 }
 # The training loop and what sits above it: entry points, reports, the method registry, the config.
 UPPER = {"train", "replay", "methods", "cli", "tables", "plotting", "scorecard", "config"}
-TORCH_FREE = ("trainlog", "rundir", "devices", "trainer", "plotting", "tables")
+# Figure and table jobs (shared, and methods' own reports and commands) must not pay for torch.
+TORCH_FREE = (
+    "trainlog", "rundir", "devices", "trainer", "plotting", "tables", "scorecard",
+    "sparse.reports", "sparse.commands", "rephrase.reports", "rephrase.commands", "cli",
+)  # fmt: skip
 
 
 def _name(path: Path) -> str:

@@ -18,7 +18,7 @@ INPUT_FILES["rephrased"] = lambda w: (
 
 rule rephrase:
     conda:
-        "../../envs/zoharness.yaml"
+        CONDA_ENV
     input:
         split=SPLIT,
         prompts=lambda w: [
@@ -62,21 +62,21 @@ if REWRITERS:
 
 rule rephrase_table:
     conda:
-        "../../envs/zoharness.yaml"
+        CONDA_ENV
     input:
         stats=REPHRASE_STATS,
     output:
         csv=REPHRASE_TABLES[0],
         md=REPHRASE_TABLES[1],
     log:
-        f"logs/{NAME}/rephrase_table.log",
+        f"logs/rephrase_table/{NAME}.log",
     shell:
         "python -m zoharness rephrase-table --out-csv {output.csv:q} --out-md {output.md:q} {input.stats:q} > {log:q} 2>&1"
 
 
 rule rephrase_figure:
     conda:
-        "../../envs/zoharness.yaml"
+        CONDA_ENV
     input:
         runs=RUNS_CSV,
         curves=CURVES_CSV,
@@ -95,7 +95,7 @@ rule rephrase_figure:
             )
         ),
     log:
-        f"logs/{NAME}/rephrase_figure.log",
+        f"logs/rephrase_figure/{NAME}.log",
     shell:
         "python -m zoharness rephrase-figure --suite {params.suite} --out-dir {params.out_dir:q} "
         "--runs {input.runs:q} --curves {input.curves:q} --table {input.table:q} --methods {params.methods} "

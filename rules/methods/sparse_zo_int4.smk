@@ -16,7 +16,7 @@ INPUT_FILES["mask"] = lambda w: (
 
 rule sensitivity:
     conda:
-        "../../envs/zoharness.yaml"
+        CONDA_ENV
     input:
         unpack(
             lambda w: _sparse_lib.sensitivity_inputs(
@@ -41,9 +41,9 @@ rule sensitivity:
     resources:
         gpu=uses_gpu(),
     log:
-        "logs/masks/{model}/{corpus}/sensitivity.log",
+        "logs/sensitivity/{model}/{corpus}.log",
     benchmark:
-        "benchmarks/masks/{model}/{corpus}/sensitivity.tsv"
+        "benchmarks/sensitivity/{model}/{corpus}.tsv"
     shell:
         "python -m zoharness sensitivity --model-ref {input.model_ref:q} --corpus {wildcards.corpus:q} "
         "{params.args} --device {params.device} --threads {threads} --out {output.scores:q} > {log:q} 2>&1"
@@ -51,7 +51,7 @@ rule sensitivity:
 
 rule mask:
     conda:
-        "../../envs/zoharness.yaml"
+        CONDA_ENV
     input:
         unpack(lambda w: {} if w.corpus == "random" else {"scores": f"{MASKS}/sensitivity.safetensors".format(**w)}),
         model_ref=MODEL_REF,
@@ -65,9 +65,9 @@ rule mask:
     params:
         scores=lambda w, input: f"--sensitivity {shlex.quote(input.scores)}" if "scores" in input.keys() else "",
     log:
-        "logs/masks/{model}/{corpus}/density~{density}-{selection}.log",
+        "logs/mask/{model}/{corpus}/density~{density}-{selection}.log",
     benchmark:
-        "benchmarks/masks/{model}/{corpus}/density~{density}-{selection}.tsv"
+        "benchmarks/mask/{model}/{corpus}/density~{density}-{selection}.tsv"
     shell:
         "python -m zoharness mask --model-ref {input.model_ref:q} --corpus {wildcards.corpus:q} "
         "--density {wildcards.density} --selection {wildcards.selection} {params.scores} "
@@ -83,7 +83,7 @@ if MASK_VARIANTS:
 
 rule mask_table:
     conda:
-        "../../envs/zoharness.yaml"
+        CONDA_ENV
     input:
         stats=lambda w: sorted(
             {
@@ -96,14 +96,14 @@ rule mask_table:
         csv=MASK_TABLES[0],
         md=MASK_TABLES[1],
     log:
-        f"logs/{NAME}/mask_table.log",
+        f"logs/mask_table/{NAME}.log",
     shell:
         "python -m zoharness mask-table --out-csv {output.csv:q} --out-md {output.md:q} {input.stats:q} > {log:q} 2>&1"
 
 
 rule sparse_figures:
     conda:
-        "../../envs/zoharness.yaml"
+        CONDA_ENV
     input:
         details=DETAILS_CSV,
     output:
@@ -113,7 +113,7 @@ rule sparse_figures:
         out_dir=lambda w, output: os.path.dirname(output[0]),
         dense=_sparse.COMPARE_WITH,
     log:
-        f"logs/{NAME}/sparse_figures.log",
+        f"logs/sparse_figures/{NAME}.log",
     shell:
         "python -m zoharness sparse-figures --suite {params.suite} --out-dir {params.out_dir:q} "
         "--details {input.details:q} --dense {params.dense} > {log:q} 2>&1"
