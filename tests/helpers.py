@@ -1,5 +1,9 @@
-"""Build a real run directory (split manifest + run_config.json) the way the workflow does."""
+"""Test helpers: a real run directory (split manifest + run_config.json) built the way the workflow does it,
+and the JSON answers of the loopback stub servers that stand in for an OpenAI-compatible endpoint."""
 
+import http.server
+import json
+import threading
 from pathlib import Path
 
 from tests.conftest import DATA
@@ -46,3 +50,33 @@ def make_run(
     spec["split_sha256"] = sha256_file(split_path)
     write_json_atomic(run_dir / "run_config.json", spec)
     return run_dir, split_path
+
+
+class JSONHandler(http.server.BaseHTTPRequestHandler):
+    """A stub endpoint's request handler: quiet, and `_send(code, body)` answers with a JSON body."""
+
+    def log_message(self, *args):
+        pass
+
+    def _send(self, code, body):
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _completion(self, content: str = "{}"):
+        """A minimal chat.completion answer."""
+        self._send(200, {
+            "id": "c", "object": "chat.completion", "created": 0, "model": "m",
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+        })  # fmt: skip
+
+
+def serve(handler) -> tuple[http.server.ThreadingHTTPServer, str]:
+    """Serve `handler` on a free loopback port in a daemon thread; (server, OpenAI-style base URL)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/v1"

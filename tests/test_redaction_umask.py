@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import DATA
+from tests.helpers import JSONHandler, serve
 from zoharness.data import make_split
 from zoharness.io import current_umask, set_default_mode, write_json_atomic, write_text_atomic
 from zoharness.rephrase.cache import ResponseCache
@@ -87,24 +88,11 @@ class _EchoAuth:
     `statuses`: one per chat request (None = answer "{}"), then answers; `probe`: GET /models's status."""
 
     def __init__(self, statuses=(), probe=200):
-        import http.server
-        import threading
 
         self.statuses, self.probe, self.posts = list(statuses), probe, 0
         outer = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _send(self, code, body):
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JSONHandler):
             def _echo(self, code):
                 auth = self.headers.get("Authorization", "")
                 message = f"bad request; you sent Authorization: {auth} (key {auth.split()[-1]} is not allowed here)"
@@ -121,15 +109,9 @@ class _EchoAuth:
                 code = outer.statuses.pop(0) if outer.statuses else None
                 if code is not None:
                     return self._echo(code)
-                self._send(200, {
-                    "id": "c", "object": "chat.completion", "created": 0, "model": "m",
-                    "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "{}"}}],
-                    "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
-                })  # fmt: skip
+                self._completion()
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.base_url = serve(Handler)
 
     def __enter__(self):
         return self

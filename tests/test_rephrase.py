@@ -9,6 +9,7 @@ import re
 import pytest
 
 from tests.conftest import DATA, ROOT
+from tests.helpers import JSONHandler, serve
 from zoharness.config import ConfigError, validate
 from zoharness.io import DataError, dumps, sha256_json
 from zoharness.rephrase import prompts as P
@@ -364,24 +365,11 @@ class _Flaky:
     given statuses first, then answer."""
 
     def __init__(self, statuses):
-        import http.server
-        import threading
 
         self.statuses, self.posts = list(statuses), 0
         outer = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _send(self, code, body):
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JSONHandler):
             def do_GET(self):
                 self._send(200, {"object": "list", "data": [{"id": "m", "object": "model"}]})
 
@@ -391,15 +379,9 @@ class _Flaky:
                 if outer.statuses:
                     code = outer.statuses.pop(0)
                     return self._send(code, {"error": {"message": f"status {code}", "type": "x"}})
-                self._send(200, {
-                    "id": "c", "object": "chat.completion", "created": 0, "model": "m",
-                    "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "{}"}}],
-                    "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
-                })  # fmt: skip
+                self._completion()
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.base_url = serve(Handler)
 
 
 def _endpoint(tmp_path, base_url, max_retries=3):
