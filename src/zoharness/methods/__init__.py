@@ -1,25 +1,35 @@
-"""Method registry. A method is one module (or a package) in this folder, found by its file name,
+"""Method registry. A method is one module (or a package) in this folder, found by its file name (its id),
 exporting:
 
   LABEL    display name (tables, figures); never used in a path
   VERSION  int; bump it to invalidate the method's cached results on purpose
-  Params   frozen dataclass; defaults cite their source; __post_init__ validates ranges
+  Params   frozen dataclass; defaults cite their source; __post_init__ validates ranges (types are
+           checked from the annotations by resolve_params)
   num_steps(params, n_train) -> int   optimisation steps the run takes (0: evaluation only)
-  build(model, params, seed, **inputs) -> object with step(batch, index) -> dict (at least "loss"),
-                                optionally replay(record) and trajectory_header() (ZO methods)
-                                and extra_metrics() -> dict (merged into metrics.json)
+  build(model, params, seed, **inputs) -> zoharness.trainer.Trainer, or None for an evaluation-only
+           method. Trainer's no-op defaults: can_replay, replay(record), trajectory_header(),
+           extra_metrics() (merged into metrics.json), save(out_dir); step(batch, index) is required.
   SMOKE_PARAMS  dict of parameter overrides for a few fast steps on the tests' tiny model (the
            registry-wide contract, 5-step, replay and resume tests read it)
   smoke_inputs(model, train_examples, out_dir) -> {name: path}   with INPUTS: stand-in input files
            for those tests (a random mask, an unchanged rephrased set)
-  INPUTS   optional tuple of names of extra input files (a mask, a rephrased train set) that the
-           method's rule file declares; build then receives them as keyword arguments (paths)
-  train_examples(params, task, examples, **inputs) -> list[Example]   optional: the training examples
-                                to use instead of the split's (a rephrased train set)
-  eval_prompts(params, task, train, examples, split, seed) -> list[Prompt]   optional: the prompts to
-                                evaluate instead of the task's own (ICL prepends demonstrations)
+Optional (method_hooks() below fills the defaults of the first three):
+  INPUTS   tuple of names of extra input files (a mask, a rephrased train set); a rule file under
+           rules/methods/ builds each kind and registers it in INPUT_FILES by that name; build then
+           receives them as keyword arguments (paths)
+  train_examples(params, task, examples, **inputs) -> list[Example]   the training examples to use
+           instead of the split's (a rephrased train set)
+  eval_prompts(params, task, train, examples, split, seed) -> list[Prompt]   the prompts to evaluate
+           instead of the task's own (ICL prepends demonstrations)
+  check_variant(name, params, suite)   a suite check at parse time (raise ValueError; e.g. a rewriter
+           that must exist); zoharness.config calls it for every variant of the method
+  COMMANDS  dotted name of the module whose register(subparsers) adds the method's own subcommands
+           (masks, rephrasings, its tables and figures); methods sharing a package share it
+  COMPARE_WITH  the method id its own figures draw as the baseline (named via the imported module)
 
-Listing or validating methods imports no implementation (torch is imported inside build()).
+Shared modules (cli, config, tables, plotting) and the shared rules never name a method
+(tests/test_method_seams.py). Listing or validating methods imports no implementation (torch is
+imported inside build()).
 """
 
 from __future__ import annotations
