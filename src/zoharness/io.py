@@ -7,6 +7,7 @@ mode open() would give it (0o666 & ~umask), not mkstemp's 0600: see set_default_
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -92,13 +93,16 @@ def set_default_mode(target: int | str | os.PathLike) -> None:
         os.chmod(target, mode)
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w"):
+    """A file opened for writing that appears at `path` whole or not at all: written to a temporary file
+    in the same folder, given the umask's mode, fsynced, then renamed into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
             f.flush()
             set_default_mode(f.fileno())
             os.fsync(f.fileno())
@@ -106,6 +110,11 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    with atomic_open(path) as f:
+        f.write(text)
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:

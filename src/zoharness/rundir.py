@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from zoharness.io import DataError, dumps
+from zoharness.io import DataError, atomic_open, dumps
 
 INPROGRESS = ".inprogress"
 LOG = "train_log.jsonl"  # in INPROGRESS while training, copied to the run directory when complete
@@ -123,16 +123,7 @@ def write_segments(path: Path, header_sha: str, segments: list[dict]) -> None:
 
 
 def copy_atomic(src: Path, dst: Path) -> None:
-    """Copy src to dst byte for byte through a temporary file and a rename (dst is whole or absent),
-    with src's mode (as the move it replaces kept it, rather than mkstemp's 0600)."""
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f, src.open("rb") as g:
-            shutil.copyfileobj(g, f)
-            f.flush()
-            os.fchmod(f.fileno(), os.stat(src).st_mode & 0o7777)
-            os.fsync(f.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Copy src to dst byte for byte; dst is whole or absent (io.atomic_open), with the umask's mode,
+    which is src's too (the in-progress log is created by write_text_atomic)."""
+    with atomic_open(dst, "wb") as f, src.open("rb") as g:
+        shutil.copyfileobj(g, f)
