@@ -49,6 +49,7 @@ def test_mezo_run_writes_complete_artifacts(tmp_path, model_refs):
     assert on_disk["zo_trainable_parameters"] == n_params
     info = read_json(run_dir / "run_info.json")
     assert info["packages"]["torch"] == torch.__version__
+    assert info["cpu_capability"] == torch.backends.cpu.get_cpu_capability()  # e.g. "AVX2"
     assert (
         set(info["git"]) == {"commit", "dirty"}
         and info["device"] == "cpu"

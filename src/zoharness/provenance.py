@@ -36,6 +36,12 @@ def package_versions() -> dict:
     return out
 
 
+def cpu_capability() -> str:
+    import torch
+
+    return torch.backends.cpu.get_cpu_capability()
+
+
 def run_info(device, model_ref: dict, threads: int) -> dict:
     from zoharness.profiling import device_name
 
@@ -45,6 +51,9 @@ def run_info(device, model_ref: dict, threads: int) -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
+        # The vector ISA torch's CPU kernels dispatch to (AVX2, AVX512, ...): float results of the same code
+        # can differ at rounding level between machines that differ here.
+        "cpu_capability": cpu_capability(),
         "torch_threads": threads,
         "device": str(device),
         "device_name": device_name(device),

@@ -10,6 +10,7 @@ import torch
 
 from zoharness import models, profiling
 from zoharness.io import DataError, read_json, sha256_file, write_json_atomic
+from zoharness.provenance import cpu_capability
 from zoharness.sparse import calibration, corpus_task, mask
 
 RANDOM_MASK_SEED = 0
@@ -95,6 +96,7 @@ def sensitivity(
         shapes=shapes,
         wall_time_s=time.perf_counter() - start,
         device=str(dev),
+        cpu_capability=cpu_capability(),
         **{
             f"sensitivity_{k.removeprefix('train_')}": v
             for k, v in profiling.train_phase_peaks(dev, start_mem).items()
