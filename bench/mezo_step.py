@@ -124,12 +124,20 @@ def main(argv=None) -> int:
             cache=cache,
             threads=args.threads,
         )
+    phases: dict[str, list[dict]] = {name: [] for name in variants if name.startswith("ours")}
+
+    def ours_step(name, impl, i):
+        record = impl.step(batch, i)
+        if i >= args.warmup:
+            phases[name].append(record["phases_s"])
+
     calls = {
         "forward": lambda i: scoring.loss(model, batch),
         "full_logits_forward": lambda i: model(
             input_ids=batch.input_ids, attention_mask=batch.attention_mask
         ),
-        **{name: (lambda i, impl=impl: impl.step(batch, i)) for name, impl in variants.items()},
+        "reference": lambda i: variants["reference"].step(batch, i),
+        **{name: (lambda i, name=name: ours_step(name, variants[name], i)) for name in phases},
     }
     times = interleaved_times(calls, args.warmup, args.repeats)
     fwd_med = statistics.median(times["forward"])
@@ -155,7 +163,12 @@ def main(argv=None) -> int:
             "step_times_s": times[name],
             "ratio_to_2_forwards": ratio,
         }
-        print(f"{name:10s} step median {med:.3f} s   ratio step/(2*forward) = {ratio:.2f}")
+        line = f"{name:10s} step median {med:.3f} s   ratio step/(2*forward) = {ratio:.2f}"
+        if name in phases:  # medians of each phase over the timed repeats (ZOSGD's PhaseTimer)
+            med_phases = {k: statistics.median(p[k] for p in phases[name]) for k in phases[name][0]}
+            result["variants"][name]["phase_medians_s"] = med_phases
+            line += "   phases: " + ", ".join(f"{k} {v:.3f}" for k, v in med_phases.items())
+        print(line)
     write_json_atomic(args.out, result)
     print(f"wrote {args.out}")
     return 0

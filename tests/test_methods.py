@@ -14,6 +14,7 @@ from zoharness import scoring
 from zoharness.methods import get_method, method_ids, resolve_params
 from zoharness.registry import UnknownNameError
 from zoharness.tasks import get_task
+from zoharness.trainlog import without_timings
 
 METHODS_DIR = Path(__file__).resolve().parents[1] / "src" / "zoharness" / "methods"
 
@@ -131,7 +132,7 @@ def test_resume_after_kill_equals_uninterrupted(method, model_refs, small_split,
     (full_dir, full), (killed_dir, resumed) = runs["full"], runs["killed"]
     for key in ("dev_score", "test_score", "final_train_loss", "forward_passes", "steps"):
         assert resumed[key] == full[key], key
-    strip = lambda rs: [{k: v for k, v in r.items() if k != "elapsed_s"} for r in rs]  # noqa: E731
+    strip = lambda rs: [without_timings(r) for r in rs]  # noqa: E731
     assert strip(read_train_log(killed_dir / "train_log.jsonl")[1]) == strip(
         read_train_log(full_dir / "train_log.jsonl")[1]
     )

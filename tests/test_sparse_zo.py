@@ -15,6 +15,7 @@ from zoharness.methods import get_method
 from zoharness.methods.sparse_zo_int4 import Params, mask_stem
 from zoharness.sparse import calibration, layers, mask, pipeline
 from zoharness.tasks import get_task
+from zoharness.trainlog import without_timings
 
 SCORES = {
     "a.weight": torch.tensor([[0.1, 5.0], [3.0, 0.0]]),
@@ -310,14 +311,8 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path, model_refs, capsys):
     resumed = train(*args, inputs={"mask": str(mask_path)})
     assert "resumed from" in capsys.readouterr().err
     assert resumed["test_accuracy"] == full["test_accuracy"]
-    strip = [
-        {k: v for k, v in r.items() if k != "elapsed_s"}
-        for r in read_train_log(full_dir / "train_log.jsonl")[1]
-    ]
-    assert strip == [
-        {k: v for k, v in r.items() if k != "elapsed_s"}
-        for r in read_train_log(run_dir / "train_log.jsonl")[1]
-    ]
+    strip = [without_timings(r) for r in read_train_log(full_dir / "train_log.jsonl")[1]]
+    assert strip == [without_timings(r) for r in read_train_log(run_dir / "train_log.jsonl")[1]]
     # the header records the mask's hash, so a log made with another mask is not resumed
     header, _ = read_train_log(run_dir / "train_log.jsonl")
     assert header["inputs"]["mask"]["sha256"] == sha256_file(mask_path)

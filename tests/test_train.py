@@ -10,6 +10,7 @@ from tests.helpers import make_run
 from zoharness.io import DataError, read_json
 from zoharness.replay import replay_run
 from zoharness.train import read_train_log, train
+from zoharness.trainlog import without_timings
 
 MEZO = {"lr": 1e-3, "eps": 1e-3, "steps": 6, "batch_size": 4}
 
@@ -21,7 +22,7 @@ def _run(tmp_path, model_refs, method="mezo", params=None, **kw):
 
 
 def _strip_timing(records):
-    return [{k: v for k, v in r.items() if k != "elapsed_s"} for r in records]
+    return [without_timings(r) for r in records]
 
 
 def test_mezo_run_writes_complete_artifacts(tmp_path, model_refs):

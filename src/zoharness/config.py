@@ -164,6 +164,13 @@ def runs(cfg: dict) -> list[tuple[str, str, str, int]]:
     ]
 
 
+# The shared engine's numerics (scoring, batching, the ZO step) for every method: bump it when a change
+# moves results at rounding level or more, so Snakemake reruns every run.
+#   1  right-padded batches
+#   2  packed batches where the model supports them (zoharness.scoring), step phases in the log
+ENGINE_VERSION = 2
+
+
 def run_spec(cfg: dict, model: str, task: str, variant: str, seed: int) -> dict:
     """Everything that defines a run except the split manifest's hash (added when written)."""
     entry = cfg["variants"][variant]
@@ -176,6 +183,7 @@ def run_spec(cfg: dict, model: str, task: str, variant: str, seed: int) -> dict:
         "variant": variant,
         "method": entry["method"],
         "method_version": get_method(entry["method"]).VERSION,
+        "engine_version": ENGINE_VERSION,
         "label": entry["label"],
         "params": entry["params"],
         "seed": int(seed),

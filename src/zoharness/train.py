@@ -146,6 +146,7 @@ class Run:
     train_examples: list
     train_set: list  # encoded train_examples ([] when total is 0)
     trainer: Trainer
+    pack: bool  # training batches packed (scoring.packing_supported), else right-padded
     # resume:
     header: dict = field(default_factory=dict)
     records: list[dict] = field(default_factory=list)  # the log's step records, the kept ones first
@@ -221,6 +222,8 @@ def prepare(cfg, run_config_path, split_path, model_ref_path, out_dir, threads, 
     max_length = cfg["eval"]["max_length"]
     train_set = _encode_train(tokenizer, task, train_examples, max_length) if total else []
     trainer = as_trainer(module.build(model, params, cfg["seed"], **inputs), model, cfg["method"])
+    # Probed after build: a method may have replaced layers (sparse_zo_int4's NF4 base).
+    pack = scoring.packing_supported(model)
     return Run(
         cfg=cfg,
         run_config_path=Path(run_config_path),
@@ -241,6 +244,7 @@ def prepare(cfg, run_config_path, split_path, model_ref_path, out_dir, threads, 
         train_examples=train_examples,
         train_set=train_set,
         trainer=trainer,
+        pack=pack,
     )
 
 
@@ -258,6 +262,8 @@ def _header(run: Run) -> dict:
         "total_steps": run.total,
         "dtype": cfg["precision"]["weights"],
         "device": str(run.device),
+        # Packed and padded batches give the same losses only up to rounding: a different trajectory.
+        "batch_layout": "packed" if run.pack else "padded",
         # A different input file (another mask) makes the in-progress log a different run.
         "inputs": {
             name: {"path": str(path), "sha256": sha256_file(path)} for name, path in run.inputs.items()
@@ -331,15 +337,22 @@ def loop(run: Run, stop_after: int | None) -> bool:
         ) as bar,
     ):
         for step in range(len(records), total):
+            t0 = time.perf_counter()
             examples = [run.train_set[i] for i in sampler.indices(step)]
-            batch = scoring.collate(examples, run.tokenizer.pad_token_id).to(run.device)
+            batch = scoring.collate(examples, run.tokenizer.pad_token_id, pack=run.pack).to(run.device)
+            data_s = time.perf_counter() - t0
             out, elapsed = _timed_step(run, batch, step)
+            # elapsed_s is the trainer's step; phases_s splits it (ZO: noise, passes, forward_plus,
+            # forward_minus, sync) and adds the batch's preparation ("data", outside elapsed_s).
+            phases = {"data": data_s, **out.pop("phases_s", {})}
             record = {
                 "step": step,
                 **out,
                 "elapsed_s": elapsed,
+                "phases_s": phases,
                 "n_examples": batch.n_examples,
                 "n_tokens": batch.n_tokens,
+                "n_padding": batch.n_padding,
             }
             log.write(dumps(record) + "\n")
             log.flush()
@@ -377,6 +390,20 @@ def evaluate(run: Run) -> tuple[dict, float]:
     return results, time.perf_counter() - eval_start
 
 
+def _padding_fraction(parts: list[dict]) -> float | None:
+    if not parts or any("n_padding" not in p for p in parts):
+        return None
+    return sum(p["n_padding"] for p in parts) / max(1, sum(p["n_tokens"] for p in parts))
+
+
+def _phase_totals(records: list[dict]) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for r in records:
+        for phase, seconds in r.get("phases_s", {}).items():
+            totals[phase] = totals.get(phase, 0.0) + seconds
+    return totals
+
+
 def _metrics(run: Run, results: dict, eval_s: float) -> dict:
     """metrics.json: what the run is, its scores, its cost, and which process measured what."""
     cfg, records, segment = run.cfg, run.records, run.segment
@@ -410,6 +437,12 @@ def _metrics(run: Run, results: dict, eval_s: float) -> dict:
         "batch_size": run.batch_size if run.total else None,
         "eval_batch_size": cfg["eval"]["batch_size"],
         "mean_train_tokens_per_step": float(np.mean([r["n_tokens"] for r in records])) if records else None,
+        "batch_layout": run.header["batch_layout"],
+        # Positions computed that hold no token, per real token (older logs have no n_padding: None).
+        "train_padding_fraction": _padding_fraction(records),
+        "eval_padding_fraction": _padding_fraction([results["dev"], results["test"]]),
+        # Seconds per phase summed over this log's steps (data = batch preparation, outside train_time_s).
+        "step_phases_s": _phase_totals(records),
         "dtype": cfg["precision"]["weights"],
         "device": str(run.device),
         "torch_threads": run.threads,

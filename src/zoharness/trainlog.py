@@ -10,6 +10,14 @@ from pathlib import Path
 
 from zoharness.io import DataError
 
+# A step record's timing fields: they differ between two runs of the same trajectory, nothing else may.
+TIMING_FIELDS = ("elapsed_s", "phases_s")
+
+
+def without_timings(record: dict) -> dict:
+    """The record minus its timings: what must be bit-identical between a run, its resume and its replay."""
+    return {k: v for k, v in record.items() if k not in TIMING_FIELDS}
+
 
 def read_log(path: Path) -> tuple[dict | None, list[dict]]:
     """Header and step records of a log that may be in progress: a torn last line (the writer was killed

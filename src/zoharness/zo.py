@@ -28,6 +28,8 @@ bit for bit, because it repeats the same floating-point operations on the same z
 from __future__ import annotations
 
 import math
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -39,6 +41,24 @@ from zoharness.trainer import Trainer
 
 class NonFiniteLossError(FloatingPointError):
     pass
+
+
+class PhaseTimer:
+    """Seconds per phase of a step (noise, passes, forward_plus, forward_minus, sync), reset by `pop`.
+
+    A pass over the weights draws each tensor's z and applies it, both on the pool's threads: its wall
+    time is split between "noise" and "passes" in proportion to the threads' seconds in each (on CUDA,
+    where kernels run asynchronously, the pass is timed whole, synchronised, as "passes")."""
+
+    def __init__(self):
+        self.totals: dict[str, float] = {}
+
+    def add(self, phase: str, seconds: float) -> None:
+        self.totals[phase] = self.totals.get(phase, 0.0) + seconds
+
+    def pop(self) -> dict[str, float]:
+        out, self.totals = self.totals, {}
+        return out
 
 
 def step_seed(run_seed: int, step: int) -> int:
@@ -81,7 +101,9 @@ class SeededNoise:
             else None
         )
         self._cached_seed: int | None = None
+        self.timer = PhaseTimer()
         on_cpu = all(t.device.type == "cpu" for t in self.tensors)
+        self._on_cpu = on_cpu
         # Threads help only on CPU; CUDA kernels are asynchronous already.
         self._pool = ThreadPoolExecutor(threads) if on_cpu and threads > 1 else None
         # Largest tensors first so the threads finish together.
@@ -106,12 +128,22 @@ class SeededNoise:
     def foreach(self, zo_seed: int, fn) -> None:
         """fn(i, tensor, z) for every tensor with its z at this seed, largest tensors first, on the pool's
         threads when there is one. Update rules that need more than an axpy (momentum, sign) use it."""
+        start = time.perf_counter()
         seeds = tensor_seeds(zo_seed, len(self.tensors))
         fill = self._buffers is not None and self._cached_seed != zo_seed
+        spent = [0.0, 0.0]  # thread-seconds drawing, applying
+        lock = threading.Lock()
 
         @torch.no_grad()  # grad mode is thread-local: worker threads need their own no_grad
         def one(i: int) -> None:
-            fn(i, self.tensors[i], self._z(i, seeds[i], fill))
+            t0 = time.perf_counter()
+            z = self._z(i, seeds[i], fill)
+            t1 = time.perf_counter()
+            fn(i, self.tensors[i], z)
+            t2 = time.perf_counter()
+            with lock:
+                spent[0] += t1 - t0
+                spent[1] += t2 - t1
 
         if self._pool is None:
             for i in self._order:
@@ -120,6 +152,14 @@ class SeededNoise:
             list(self._pool.map(one, self._order))
         if fill:
             self._cached_seed = zo_seed
+        if not self._on_cpu:
+            torch.cuda.synchronize()
+            self.timer.add("passes", time.perf_counter() - start)
+            return
+        wall = time.perf_counter() - start
+        drawn = wall * spent[0] / (sum(spent) or 1.0)
+        self.timer.add("noise", drawn)
+        self.timer.add("passes", wall - drawn)
 
     def axpy(self, zo_seed: int, coeff: float) -> None:
         """tensors += coeff · z(zo_seed)."""
@@ -176,22 +216,31 @@ class ZOSGD(Trainer):
         self.model, self.lr, self.eps, self.run_seed = model, lr, eps, run_seed
         self.noise = self.noise_class(named_tensors, cache=cache, threads=threads)
 
-    def _loss(self, batch) -> float:
-        return float(scoring.loss(self.model, batch))
+    def _loss(self, batch, phase: str) -> float:
+        """The objective at the current weights; times the forward and the host sync (float()) apart."""
+        t0 = time.perf_counter()
+        loss = scoring.loss(self.model, batch)
+        t1 = time.perf_counter()
+        value = float(loss)  # waits for the device: on CUDA most of the forward shows up here
+        self.noise.timer.add(phase, t1 - t0)
+        self.noise.timer.add("sync", time.perf_counter() - t1)
+        return value
 
     @torch.no_grad()
     def step(self, batch, index: int) -> dict:
         seed = step_seed(self.run_seed, index)
+        self.noise.timer.pop()
         record = self.estimate(batch, seed, index)
         self.update(seed, record["projected_grad"], self.lr)
+        record["phases_s"] = self.noise.timer.pop()
         return record
 
     def estimate(self, batch, seed: int, index: int) -> dict:
         """The projected gradient from two forwards; leaves θ at θ - εz. Returns the step's log record."""
         self.noise.axpy(seed, self.eps)
-        loss_plus = self._loss(batch)
+        loss_plus = self._loss(batch, "forward_plus")
         self.noise.axpy(seed, -2.0 * self.eps)
-        loss_minus = self._loss(batch)
+        loss_minus = self._loss(batch, "forward_minus")
         if not (math.isfinite(loss_plus) and math.isfinite(loss_minus)):
             self.noise.axpy(seed, self.eps)  # restore θ before stopping
             raise NonFiniteLossError(f"step {index}: loss is not finite (L+={loss_plus}, L-={loss_minus})")
