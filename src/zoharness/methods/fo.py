@@ -3,6 +3,10 @@
 Defaults follow MeZO Table 15 (FT with full parameters): 5 epochs, batch 8, constant lr from
 {1e-5, 5e-5, 8e-5}, no weight decay. MeZO's FT ran with mixed precision; here the weights' dtype is
 the run's `dtype` (float32 by default), recorded in run_config.json.
+
+AdamW is torch's fused implementation (one kernel per step over all parameters): on 2 CPU cores it takes
+0.14 s per step for SmolLM2-135M against 0.85 s for the default for-loop (version 2; same update rule,
+different rounding).
 """
 
 import math
@@ -12,7 +16,7 @@ from zoharness.methods import require
 from zoharness.trainer import Trainer
 
 LABEL = "FT (AdamW)"
-VERSION = 1
+VERSION = 2  # 2: fused AdamW
 SMOKE_PARAMS = {"lr": 1e-3, "batch_size": 4, "epochs": 1}
 
 
@@ -50,6 +54,7 @@ class _FO(Trainer):
             betas=params.betas,
             eps=params.adam_eps,
             weight_decay=params.weight_decay,
+            fused=True,
         )
         self.lr = params.lr
 
@@ -66,6 +71,9 @@ class _FO(Trainer):
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return {"loss": float(loss.detach()), "lr": self.lr, "forward_passes": 1}
+
+    def trajectory_header(self) -> dict:
+        return {"optimizer": "torch.optim.AdamW(fused=True)"}
 
 
 def build(model, params: Params, seed: int):
