@@ -7,10 +7,17 @@
 position), the same call a MeZO step makes twice. Variants:
   reference   MeZO's reference style: torch.manual_seed(seed), then z drawn tensor by tensor with
               torch.normal, four passes per step (perturb +ε, perturb -2ε, restore +ε, update).
-  ours/none   zoharness ZOSGD, z regenerated per pass (inference-level memory), restore+update fused
-              (three passes), per-tensor generators drawn on `threads` threads.
-  ours/step   the same, z kept for the step (one extra copy of the weights): drawn once per step.
+  torch/none  zoharness ZOSGD with torch.Generator normals (MeZO version 1), z regenerated per pass
+              (inference-level memory), restore+update fused (three passes), on `threads` threads.
+  torch/step  the same, z kept for the step (one extra copy of the weights): drawn once per step.
+  philox/none ZOSGD with counter-based Philox normals generated inside each pass by the C kernel
+              (MeZO version 2's default): three fused passes, no z in memory.
+  philox/step the same values, z kept for the step.
 A ratio of 1.0 means the perturbation work is free; 2 forwards are the floor of a MeZO step.
+
+Memory: each variant (and "inference": the objective's forward, twice per round) runs again in a child
+process of its own, which resets the peak RSS after loading the model (/proc/self/clear_refs) and reports
+the peak over its steps; the ratio to inference's peak is goal 1's second number (--no-memory skips it).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import argparse
 import json
 import platform
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 
@@ -29,7 +37,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from zoharness import models, scoring  # noqa: E402
 from zoharness.io import iter_jsonl, write_json_atomic  # noqa: E402
-from zoharness.profiling import device_name, interleaved_times  # noqa: E402
+from zoharness.profiling import device_name, interleaved_times, train_phase_peaks, train_phase_start  # noqa: E402
 from zoharness.tasks.base import Prompt  # noqa: E402
 from zoharness.zo import ZOSGD, trainable_parameters  # noqa: E402
 
@@ -91,6 +99,57 @@ class ReferenceMeZO:
             p.data = p.data - self.lr * g * z
 
 
+VARIANTS = ("reference", "torch/none", "torch/step", "philox/none", "philox/step")
+
+
+def build_variant(name: str, model, threads: int):
+    if name == "reference":
+        return ReferenceMeZO(model, lr=1e-7, eps=1e-3)
+    generator, cache = name.split("/")
+    return ZOSGD(
+        model,
+        trainable_parameters(model),
+        lr=1e-7,
+        eps=1e-3,
+        run_seed=0,
+        cache=cache == "step",
+        threads=threads,
+        generator=generator,
+    )
+
+
+def memory_child(args) -> int:
+    """Peak RSS of one variant's steps (or of inference forwards) after the model is loaded."""
+    torch.set_num_threads(args.threads)
+    model, tok = models.load(args.model_ref, args.dtype)
+    batch = make_batch(tok, args.batch, args.seq_len)
+    name = args.memory_child
+    impl = None if name == "inference" else build_variant(name, model, args.threads)
+    start = train_phase_start(torch.device("cpu"))
+    with torch.no_grad():
+        for i in range(3):
+            if impl is None:
+                scoring.loss(model, batch), scoring.loss(model, batch)
+            else:
+                impl.step(batch, i)
+    print(json.dumps(train_phase_peaks(torch.device("cpu"), start)))
+    return 0
+
+
+def measure_memory(args) -> dict:
+    out = {}
+    for name in ("inference", *VARIANTS):
+        cmd = [sys.executable, __file__, "--memory-child", name, "--model-ref", args.model_ref]
+        cmd += ["--batch", str(args.batch), "--seq-len", str(args.seq_len), "--threads", str(args.threads)]
+        cmd += ["--dtype", args.dtype]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        out[name] = json.loads(done.stdout.strip().splitlines()[-1])
+    base = out["inference"]["train_peak_bytes"]
+    for name in out:
+        out[name]["peak_ratio_to_inference"] = out[name]["train_peak_bytes"] / base
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model-ref", default=str(ROOT / "resources/models/smollm2-135m/model_ref.json"))
@@ -101,7 +160,11 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--out", default=str(ROOT / "bench/out/mezo_step.json"))
+    ap.add_argument("--no-memory", action="store_true", help="skip the per-variant memory children")
+    ap.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.memory_child:
+        return memory_child(args)
 
     if not Path(args.model_ref).exists():
         print(
@@ -113,18 +176,8 @@ def main(argv=None) -> int:
     model, tok = models.load(args.model_ref, args.dtype)
     batch = make_batch(tok, args.batch, args.seq_len)
 
-    variants = {"reference": ReferenceMeZO(model, lr=1e-7, eps=1e-3)}
-    for cache in (False, True):
-        variants[f"ours/{'step' if cache else 'none'}"] = ZOSGD(
-            model,
-            trainable_parameters(model),
-            lr=1e-7,
-            eps=1e-3,
-            run_seed=0,
-            cache=cache,
-            threads=args.threads,
-        )
-    phases: dict[str, list[dict]] = {name: [] for name in variants if name.startswith("ours")}
+    variants = {name: build_variant(name, model, args.threads) for name in VARIANTS}
+    phases: dict[str, list[dict]] = {name: [] for name in variants if name != "reference"}
 
     def ours_step(name, impl, i):
         record = impl.step(batch, i)
@@ -163,12 +216,18 @@ def main(argv=None) -> int:
             "step_times_s": times[name],
             "ratio_to_2_forwards": ratio,
         }
-        line = f"{name:10s} step median {med:.3f} s   ratio step/(2*forward) = {ratio:.2f}"
+        line = f"{name:12s} step median {med:.3f} s   ratio step/(2*forward) = {ratio:.2f}"
         if name in phases:  # medians of each phase over the timed repeats (ZOSGD's PhaseTimer)
             med_phases = {k: statistics.median(p[k] for p in phases[name]) for k in phases[name][0]}
             result["variants"][name]["phase_medians_s"] = med_phases
             line += "   phases: " + ", ".join(f"{k} {v:.3f}" for k, v in med_phases.items())
         print(line)
+    if not args.no_memory:
+        result["memory"] = measure_memory(args)
+        for name, m in result["memory"].items():
+            print(
+                f"{name:12s} peak RSS over steps {m['train_peak_bytes'] / 2**30:.3f} GiB = {m['peak_ratio_to_inference']:.3f} x inference"
+            )
     write_json_atomic(args.out, result)
     print(f"wrote {args.out}")
     return 0

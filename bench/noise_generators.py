@@ -5,12 +5,14 @@
 
 A MeZO step without a z cache draws z three times (perturb, flip, restore+update), so on the embedded
 SmolLM2-135M (134.5M values) every ns/sample here costs 3 x 0.13 s per step; two forwards of the
-benchmark batch take about 3.4 s (bench/mezo_step.py). Candidates, each a documented, seedable Gaussian:
+benchmark batch take about 5 s on this machine (bench/mezo_step.py). Candidates, each a documented, seedable Gaussian:
   torch normal_       what zoharness uses: one torch.Generator (mt19937) per tensor, tensors on `threads` threads
   numpy <bitgen>      numpy.random.Generator(<bitgen>).standard_normal(dtype=float32, out=...) (ziggurat)
   inductor randn      torch.compile'd `w.add_(torch.randn(w.shape) * c)`: inductor's counter-based (Philox)
                       random in one fused loop; seeded through torch.manual_seed before each call
-  axpy only           w += c * z with z already in memory: the floor a fused generator cannot go below
+  philox fill         zoharness.philox's C kernel (Philox4x32-10 + Box–Muller) writing z to memory, then an axpy
+  philox fused        the same kernel generating z inside the pass `w += c * z` (what MeZO version 2 does)
+  axpy only           w += c * z with z already in memory: the memory traffic of a pass
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from zoharness import philox  # noqa: E402
 from zoharness.io import write_json_atomic  # noqa: E402
 from zoharness.profiling import device_name  # noqa: E402
 
@@ -75,6 +78,18 @@ def main(argv=None) -> int:
 
         results[f"numpy {bitgen} ziggurat + axpy"] = best_ns_per_sample(
             on_pool(numpy_normal), n, args.repeats
+        )
+    if philox.kernel_available():
+
+        def philox_fill(i):
+            weights[i].add_(philox.fill(zs[i], i), alpha=1e-3)
+
+        results["philox kernel fill + axpy"] = best_ns_per_sample(on_pool(philox_fill), n, args.repeats)
+        results["philox kernel fused axpy"] = best_ns_per_sample(
+            on_pool(lambda i: philox.axpy_(weights[i], i, 1e-3)), n, args.repeats
+        )
+        results["philox kernel fill only"] = best_ns_per_sample(
+            on_pool(lambda i: philox.fill(zs[i], i)), n, args.repeats
         )
     results["axpy only (z in memory)"] = best_ns_per_sample(
         on_pool(lambda i: weights[i].add_(zs[i], alpha=1e-3)), n, args.repeats

@@ -118,6 +118,22 @@ def test_logged_tensor_list_mismatch_is_refused_naming_both(tmp_path, model_refs
     assert str(log) in err
 
 
+def test_a_run_drawn_with_another_noise_generator_is_refused(tmp_path, model_refs, capsys):
+    """A version-1 MeZO log (torch.Generator noise) replayed by version-2 code (Philox) would rebuild
+    another trajectory's weights: refused, naming the key and both generators."""
+    run_dir, _ = _mezo_run(tmp_path, model_refs)
+    log = run_dir / "train_log.jsonl"
+    header, records = read_train_log(log)
+    ours = header["zo"]["noise"]["generator"]
+    header["zo"]["noise"]["generator"] = "torch.Generator(device='cpu').manual_seed(tensor_seed), one per tensor"
+    write_text_atomic(log, "".join(json.dumps(x) + "\n" for x in [{"header": header}, *records]))
+    rc, err = _replay(capsys, run_dir, model_refs["llama"], tmp_path / "out")
+    assert rc == 2
+    line = _one_line_error(err)
+    assert "zo.noise.generator is \"torch.Generator" in line and repr(ours) in line and str(log) in line
+    assert not (tmp_path / "out").exists()
+
+
 def test_mask_edited_after_the_run_is_refused_naming_both_hashes(tmp_path, model_refs, capsys):
     llama, _ = models.load(model_refs["llama"])
     path = _write_mask(llama, tmp_path / "mask.safetensors")

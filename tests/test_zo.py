@@ -7,7 +7,9 @@ import torch
 
 from zoharness import scoring
 from zoharness.tasks import get_task
-from zoharness.zo import ZOSGD, SeededNoise, step_seed, tensor_seeds, trainable_parameters
+from zoharness.zo import NOISE_GENERATORS, ZOSGD, SeededNoise, step_seed, tensor_seeds, trainable_parameters
+
+GENERATORS = sorted(NOISE_GENERATORS)  # every test of the step runs with each noise generator
 
 
 def _batch(tok, split, n=4):
@@ -23,11 +25,12 @@ def _params(model):
     return {n: p.detach().clone() for n, p in model.named_parameters()}
 
 
-def test_perturb_then_restore_is_within_fp32_rounding(tiny):
+@pytest.mark.parametrize("generator", GENERATORS)
+def test_perturb_then_restore_is_within_fp32_rounding(tiny, generator):
     model, _ = tiny
     before = _params(model)
     eps = 1e-3
-    noise = SeededNoise(trainable_parameters(model), cache=False, threads=2)
+    noise = NOISE_GENERATORS[generator](trainable_parameters(model), cache=False, threads=2)
     noise.axpy(7, eps)
     noise.axpy(7, -2 * eps)
     noise.axpy(7, eps)
@@ -75,10 +78,20 @@ def test_projected_gradient_matches_directional_derivative(model_refs, small_spl
     assert out["projected_grad"] == pytest.approx(directional, rel=1e-5)
 
 
-def test_step_moves_weights_by_minus_lr_g_z(tiny, small_split):
+@pytest.mark.parametrize("generator", GENERATORS)
+def test_step_moves_weights_by_minus_lr_g_z(tiny, small_split, generator):
     model, tok = tiny
     before = _params(model)
-    zo = ZOSGD(model, trainable_parameters(model), lr=1e-2, eps=1e-3, run_seed=3, cache=False, threads=2)
+    zo = ZOSGD(
+        model,
+        trainable_parameters(model),
+        lr=1e-2,
+        eps=1e-3,
+        run_seed=3,
+        cache=False,
+        threads=2,
+        generator=generator,
+    )
     out = zo.step(_batch(tok, small_split), 0)
     assert out["forward_passes"] == 2
     assert out["projected_grad"] == pytest.approx((out["loss_plus"] - out["loss_minus"]) / 2e-3)
@@ -93,22 +106,33 @@ def _train(model, tok, split, steps, **kw):
     return [zo.step(batch, t) for t in range(steps)]
 
 
+@pytest.mark.parametrize("generator", GENERATORS)
 @pytest.mark.parametrize("cache,threads", [(True, 2), (False, 1)])
-def test_cache_and_threads_do_not_change_a_single_bit(tiny, small_split, cache, threads):
+def test_cache_and_threads_do_not_change_a_single_bit(tiny, small_split, cache, threads, generator):
     model, tok = tiny
     ref_model = copy.deepcopy(model)
-    ref = _train(ref_model, tok, small_split, 4, cache=False, threads=2)
-    got = _train(model, tok, small_split, 4, cache=cache, threads=threads)
+    ref = _train(ref_model, tok, small_split, 4, cache=False, threads=2, generator=generator)
+    got = _train(model, tok, small_split, 4, cache=cache, threads=threads, generator=generator)
     assert [r["projected_grad"] for r in got] == [r["projected_grad"] for r in ref]
     for (n, a), (_, b) in zip(model.named_parameters(), ref_model.named_parameters(), strict=True):
         assert torch.equal(a, b), n
 
 
-def test_replay_rebuilds_weights_bit_for_bit(tiny, small_split):
+@pytest.mark.parametrize("generator", GENERATORS)
+def test_replay_rebuilds_weights_bit_for_bit(tiny, small_split, generator):
     model, tok = tiny
     base = copy.deepcopy(model)
-    records = _train(model, tok, small_split, 5, cache=True, threads=2)
-    zo = ZOSGD(base, trainable_parameters(base), lr=1e-2, eps=1e-3, run_seed=11, cache=False, threads=1)
+    records = _train(model, tok, small_split, 5, cache=True, threads=2, generator=generator)
+    zo = ZOSGD(
+        base,
+        trainable_parameters(base),
+        lr=1e-2,
+        eps=1e-3,
+        run_seed=11,
+        cache=False,
+        threads=1,
+        generator=generator,
+    )
     for r in records:
         zo.replay(r)
     for (n, a), (_, b) in zip(model.named_parameters(), base.named_parameters(), strict=True):
@@ -154,7 +178,7 @@ def test_rademacher_noise_is_signs_with_mean_zero_and_unit_variance(tiny):
     assert torch.equal(zo.noise.noise(123, 2), expect)
 
 
-@pytest.mark.parametrize("method", ["mezo_rademacher", "zo_sgd_momentum"])
+@pytest.mark.parametrize("method", ["mezo", "mezo_rademacher", "zo_sgd_momentum"])
 def test_variants_do_not_change_a_bit_with_cache_or_threads(tiny, small_split, method):
     model, tok = tiny
     batch = _batch(tok, small_split)
@@ -192,5 +216,26 @@ def test_mezo_header_names_every_piece(tiny):
     zo = _engine("mezo", model)
     header = zo.trajectory_header()["zo"]
     assert header["noise"]["distribution"] == "standard normal"
+    assert header["noise"]["draw"].startswith("Philox4x32-10")  # MeZO's default generator (version 2)
     assert header["estimator"].startswith("two-sided SPSA") and header["update"].startswith("SGD")
     assert zo.extra_metrics()["zo_optimizer_state_bytes"] == 0
+
+
+def test_a_variant_with_its_own_distribution_refuses_the_philox_generator(tiny):
+    from zoharness.methods import get_method
+
+    with pytest.raises(ValueError, match="mezo_rademacher.noise must be 'torch', got 'philox'"):
+        get_method("mezo_rademacher").Params(noise="philox")
+    model, _ = tiny
+    RademacherZO = type(_engine("mezo_rademacher", model))
+    with pytest.raises(ValueError, match="draws 'Rademacher.*set noise: torch"):
+        RademacherZO(
+            model,
+            trainable_parameters(model),
+            lr=1.0,
+            eps=1.0,
+            run_seed=0,
+            cache=False,
+            threads=1,
+            generator="philox",
+        )

@@ -76,6 +76,19 @@ def _check_tensors(logged, built, log_path: Path, model_ref) -> None:
     )
 
 
+def _check_noise(header: dict, built: dict, log_path: Path, method_id: str) -> None:
+    """The method built here draws z the way the run did (generator, draw, how it is applied), else the
+    replayed weights would be another trajectory's."""
+    logged, ours = header.get("zo", {}).get("noise", {}), built.get("zo", {}).get("noise", {})
+    for key in ("generator", "draw", "applied_as"):
+        if key in logged and logged[key] != ours.get(key):
+            raise DataError(
+                f"{log_path}: zo.noise.{key} is {logged[key]!r}, but {method_id!r} as built by this code "
+                f"(method_version {get_method(method_id).VERSION}; the run's: {header.get('method_version')}) "
+                f"gives {ours.get(key)!r}: replay with the code the run was trained with"
+            )
+
+
 def _base_identity(ref: dict, ref_path: Path | None) -> tuple[str, str]:
     """(key, value) naming a base model: the weights' sha256 for a local copy, hf id@revision otherwise.
     With ref_path the local weights file is hashed now (it may have changed since prepare); without,
@@ -135,6 +148,7 @@ def replay(run_dir, model_ref, out_dir=None, upto: int | None = None, inputs: di
         log_path,
         model_ref,
     )
+    _check_noise(header, built, log_path, cfg["method"])
     base = _check_base(run_dir, model_ref)
     applied = records[:upto]
     for record in applied:

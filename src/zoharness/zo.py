@@ -12,11 +12,15 @@ replay a run):
   * step seed:   s_t = int(numpy.random.SeedSequence([run_seed, t]).generate_state(1, numpy.uint32)[0])
   * tensor seed: the i-th trainable tensor (named_parameters() order, tied weights once) uses
                  k_i = int(numpy.random.SeedSequence(s_t).generate_state(n_tensors, numpy.uint64)[i])
-  * noise:       z_i = torch.empty(shape_i, dtype=float32, device=D).normal_(0, 1, generator=G) where G is
-                 a torch.Generator on device D seeded with manual_seed(k_i) (another distribution replaces
-                 only the draw); added to the weight in the weight's dtype (z_i.to(weight.dtype)).
-One generator per tensor makes tensors independent of each other, so they can be drawn in parallel
-threads (two CPU threads halve the cost here) and a z can be regenerated for any tensor alone.
+  * noise, generator "philox" (PhiloxNoise, MeZO's default): z_i[j] is a pure function of (k_i, j),
+                 Philox4x32-10 + Box–Muller as spelled out in zoharness/kernels/philox_gauss.c; a pass
+                 θ += c·z generates z inside the pass (no z buffer) and adds fl32(c·z) cast to the weight's
+                 dtype. The same values on every machine, thread count and device.
+  * noise, generator "torch" (SeededNoise): z_i = torch.empty(shape_i, dtype=float32, device=D)
+                 .normal_(0, 1, generator=G), G a torch.Generator on D seeded with manual_seed(k_i)
+                 (another distribution replaces only the draw); added as weight.add_(z.to(dtype), alpha=c).
+One seed per tensor makes tensors independent of each other, so they can be drawn in parallel threads
+and a z can be regenerated for any tensor alone.
 
 A step, MeZO Algorithm 1 with restore and update fused (θ += (ε - lr·g)·z instead of θ += ε·z followed
 by θ -= lr·g·z: identical in exact arithmetic, one rounding and one pass over the weights fewer):
@@ -35,7 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from zoharness import scoring
+from zoharness import philox, scoring
 from zoharness.trainer import Trainer
 
 
@@ -48,7 +52,9 @@ class PhaseTimer:
 
     A pass over the weights draws each tensor's z and applies it, both on the pool's threads: its wall
     time is split between "noise" and "passes" in proportion to the threads' seconds in each (on CUDA,
-    where kernels run asynchronously, the pass is timed whole, synchronised, as "passes")."""
+    where kernels run asynchronously, the pass is timed whole, synchronised, as "passes"). The Philox
+    kernel generates z inside the pass, in registers: its passes are timed whole as "noise" (the memory
+    traffic hides under the arithmetic; bench/noise_generators.py measures the two apart)."""
 
     def __init__(self):
         self.totals: dict[str, float] = {}
@@ -87,6 +93,8 @@ class SeededNoise:
 
     DISTRIBUTION = "standard normal"
     DRAW = "torch.empty(shape, dtype=torch.float32, device=device).normal_(0, 1, generator=g)"
+    GENERATOR = "torch.Generator(device={device!r}).manual_seed(tensor_seed), one per tensor"
+    APPLIED_AS = "weight.add_(z.to(weight.dtype), alpha=coeff)"
 
     def __init__(self, named_tensors: list[tuple[str, torch.Tensor]], cache: bool = False, threads: int = 1):
         self.names = [n for n, _ in named_tensors]
@@ -182,10 +190,10 @@ class SeededNoise:
             "distribution": self.DISTRIBUTION,
             "step_seed": "int(numpy.random.SeedSequence([run_seed, step]).generate_state(1, numpy.uint32)[0])",
             "tensor_seed": "int(numpy.random.SeedSequence(step_seed).generate_state(n_tensors, numpy.uint64)[i])",
-            "generator": f"torch.Generator(device={dev!r}).manual_seed(tensor_seed), one per tensor",
+            "generator": self.GENERATOR.format(device=dev),
             "draw": self.DRAW,
             "noise_dtype": "float32",
-            "applied_as": "weight.add_(z.to(weight.dtype), alpha=coeff)",
+            "applied_as": self.APPLIED_AS,
             "parameter_order": "model.named_parameters() (requires_grad only; tied weights once)",
             "tensors": [
                 [n, list(t.shape), str(t.dtype).removeprefix("torch.")]
@@ -193,6 +201,60 @@ class SeededNoise:
             ],
             "torch_version": torch.__version__,
         }
+
+
+class PhiloxNoise(SeededNoise):
+    """Standard normal z from the counter-based Philox generator (zoharness.philox), generated inside
+    each pass: `axpy` never materialises z, so a step costs three fused passes over the weights and no
+    memory beyond them. Tensors are split into chunks for the threads (z[j] depends on j, not on the
+    chunking). `foreach` and the cache still draw z into buffers, with the same values."""
+
+    DRAW = philox.CONVENTION
+    GENERATOR = "counter-based Philox4x32-10 keyed by tensor_seed (no generator state)"
+    APPLIED_AS = "weight += (coeff * z, rounded to float32).to(weight.dtype); float32 weights: two roundings"
+    CHUNK = 1 << 22  # elements per thread task: small enough to balance two threads over 135M weights
+
+    def __init__(self, named_tensors, cache: bool = False, threads: int = 1):
+        super().__init__(named_tensors, cache=cache, threads=threads)
+        self._chunks = [
+            (i, lo, min(lo + self.CHUNK, self.tensors[i].numel()))
+            for i in self._order
+            for lo in range(0, self.tensors[i].numel(), self.CHUNK)
+        ]
+
+    def draw(self, z: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        raise TypeError("PhiloxNoise draws from a seed, not a torch.Generator: use _draw(i, seed, out)")
+
+    def _draw(self, i: int, seed: int, out: torch.Tensor | None) -> torch.Tensor:
+        t = self.tensors[i]
+        z = out if out is not None else torch.empty(t.shape, dtype=torch.float32, device=t.device)
+        return philox.fill(z, seed)
+
+    def axpy(self, zo_seed: int, coeff: float) -> None:
+        """tensors += coeff · z(zo_seed), z generated in the pass (with the cache: read from it)."""
+        if self._buffers is not None:
+            self.foreach(zo_seed, lambda i, t, z: t.add_((z * coeff).to(t.dtype)))
+            return
+        start = time.perf_counter()
+        seeds = tensor_seeds(zo_seed, len(self.tensors))
+
+        @torch.no_grad()
+        def one(chunk) -> None:
+            i, lo, hi = chunk
+            philox.axpy_(self.tensors[i].view(-1)[lo:hi], seeds[i], coeff, start=lo)
+
+        if self._pool is None:
+            for chunk in self._chunks:
+                one(chunk)
+        else:
+            list(self._pool.map(one, self._chunks))
+        if not self._on_cpu:
+            torch.cuda.synchronize()
+        self.timer.add("noise", time.perf_counter() - start)
+        self.timer.add("passes", 0.0)
+
+
+NOISE_GENERATORS = {"philox": PhiloxNoise, "torch": SeededNoise}
 
 
 class ZOSGD(Trainer):
@@ -211,10 +273,29 @@ class ZOSGD(Trainer):
     UPDATE = "SGD fused with the restore: θ+=(ε-lr·g)z"
 
     def __init__(
-        self, model, named_tensors, *, lr: float, eps: float, run_seed: int, cache: bool, threads: int
+        self,
+        model,
+        named_tensors,
+        *,
+        lr: float,
+        eps: float,
+        run_seed: int,
+        cache: bool,
+        threads: int,
+        generator: str = "torch",
     ):
         self.model, self.lr, self.eps, self.run_seed = model, lr, eps, run_seed
-        self.noise = self.noise_class(named_tensors, cache=cache, threads=threads)
+        noise_class = self.noise_class
+        if generator != "torch":
+            # the generator replaces the standard normal draw; a variant with its own distribution
+            # draws from torch generators and says so
+            if noise_class is not SeededNoise:
+                raise ValueError(
+                    f"{type(self).__name__} draws {noise_class.DISTRIBUTION!r} noise from torch generators: "
+                    f"set noise: torch (got {generator!r})"
+                )
+            noise_class = NOISE_GENERATORS[generator]
+        self.noise = noise_class(named_tensors, cache=cache, threads=threads)
 
     def _loss(self, batch, phase: str) -> float:
         """The objective at the current weights; times the forward and the host sync (float()) apart."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from zoharness.methods import require
 
 LABEL = "MeZO"
-VERSION = 1
+VERSION = 2  # 2: Philox noise generated inside the passes (noise: philox) is the default
 # A few fast steps on the tests' tiny model (contract, 5-step, replay and resume tests use them).
 SMOKE_PARAMS = {"lr": 1e-3, "batch_size": 4, "steps": 5}
 
@@ -24,6 +24,10 @@ class Params:
     # (one extra copy of the weights) so it is drawn once per step. Bit-identical results either way.
     z_cache: str = "none"
     noise_threads: int = 0  # threads drawing noise on CPU; 0 = torch.get_num_threads()
+    # "philox": counter-based Philox4x32-10 normals generated inside each weight pass (a C kernel on CPU,
+    # torch ops elsewhere; the same values on every machine and device); "torch": torch.Generator's
+    # normal_ (version 1's noise; faster than philox's torch-op fallback on CUDA).
+    noise: str = "philox"
 
     def __post_init__(self):
         require(self.lr > 0, f"mezo.lr must be > 0, got {self.lr}")
@@ -34,6 +38,9 @@ class Params:
             self.z_cache in ("none", "step"), f"mezo.z_cache must be 'none' or 'step', got {self.z_cache!r}"
         )
         require(self.noise_threads >= 0, f"mezo.noise_threads must be >= 0, got {self.noise_threads}")
+        require(
+            self.noise in ("philox", "torch"), f"mezo.noise must be 'philox' or 'torch', got {self.noise!r}"
+        )
 
 
 def num_steps(params: Params, n_train: int) -> int:
@@ -55,4 +62,5 @@ def build(model, params: Params, seed: int, zo_class=None):
         run_seed=seed,
         cache=params.z_cache == "step",
         threads=threads,
+        generator=params.noise,
     )

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from zoharness.methods import mezo_oat_rephrase as _oat
 
 LABEL = "MeZO+generic-rephrase"
-VERSION = 1
+VERSION = 2  # 2: MeZO's Philox noise (mezo.VERSION 2)
 INPUTS = _oat.INPUTS
 COMMANDS = _oat.COMMANDS
 COMPARE_WITH = _oat.COMPARE_WITH

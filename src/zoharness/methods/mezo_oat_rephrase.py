@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from zoharness.methods import mezo, require
 
 LABEL = "MeZO+OAT-Rephrase"
-VERSION = 1
+VERSION = 2  # 2: MeZO's Philox noise (mezo.VERSION 2)
 INPUTS = ("rephrased",)
 # Its own subcommands (rephrase, rephrase-table, rephrase-figure) and reports live in its package.
 COMMANDS = "zoharness.rephrase.commands"

@@ -6,13 +6,23 @@ signs is cheaper than drawing normals. Everything else (ε, step, update, replay
 One seam overridden: the noise distribution (zoharness.zo.SeededNoise.draw).
 """
 
-from zoharness.methods import mezo
+from dataclasses import dataclass
+
+from zoharness.methods import mezo, require
 
 LABEL = "MeZO (Rademacher z)"
 VERSION = 1
 SMOKE_PARAMS = mezo.SMOKE_PARAMS
-Params = mezo.Params
 num_steps = mezo.num_steps
+
+
+@dataclass(frozen=True)
+class Params(mezo.Params):
+    noise: str = "torch"  # the signs come from torch generators (random_), as in version 1
+
+    def __post_init__(self):
+        super().__post_init__()
+        require(self.noise == "torch", f"mezo_rademacher.noise must be 'torch', got {self.noise!r}")
 
 
 def _engine():

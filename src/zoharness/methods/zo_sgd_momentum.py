@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from zoharness.methods import mezo, require
 
 LABEL = "ZO-SGD-MMT"
-VERSION = 1
+VERSION = 2  # 2: MeZO's Philox noise (mezo.VERSION 2)
 SMOKE_PARAMS = mezo.SMOKE_PARAMS
 num_steps = mezo.num_steps
 

@@ -1,0 +1,128 @@
+"""The counter-based Gaussian (zoharness.philox): the C kernel equals its torch-op reference bit for bit,
+z[i] depends on (seed, i) only, the values are standard normal, the convention is pinned, and a machine
+without a C compiler gets the same numbers from the fallback."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from zoharness import philox
+
+SEEDS = [0, 1, 2**32 - 1, 2**63 + 987654321, 2**64 - 1]
+# (start, n): tile-aligned, unaligned heads and tails, one value, and blocks across 2^32 (counter high word)
+RANGES = [(0, 1000), (3, 129), (61, 7), (12345, 1), (4 * 2**32 - 130, 517)]
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    return t.view(torch.int32)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("start,n", RANGES)
+def test_kernel_equals_the_torch_reference_bit_for_bit(seed, start, n):
+    got = philox.fill(torch.empty(n), seed, start)
+    assert torch.equal(_bits(got), _bits(philox.reference(start, n, seed)))
+
+
+def test_a_value_depends_on_its_index_only_not_on_the_chunking():
+    whole = philox.fill(torch.empty(10_000), 42)
+    for lo, hi in [(0, 1), (1, 64), (64, 65), (65, 4097), (4097, 10_000)]:
+        assert torch.equal(_bits(philox.fill(torch.empty(hi - lo), 42, lo)), _bits(whole[lo:hi]))
+
+
+def test_fused_axpy_adds_the_float32_product_and_equals_the_reference():
+    x = torch.randn(10_001, generator=torch.Generator().manual_seed(0))
+    expected = x + philox.reference(5, x.numel(), 99) * -0.37  # product rounded to float32, then the sum
+    philox.axpy_(x, 99, -0.37, start=5)
+    assert torch.equal(_bits(x), _bits(expected))
+
+
+# Random123's known-answer vectors for philox4x32, 10 rounds (kat_vectors: counter, key -> output).
+KAT = [
+    ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
+    ((0xFFFFFFFF,) * 4, (0xFFFFFFFF, 0xFFFFFFFF), (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
+    (
+        (0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344),
+        (0xA4093822, 0x299F31D0),
+        (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1),
+    ),
+]
+
+
+@pytest.mark.parametrize("counter,key,expected", KAT)
+def test_philox_matches_random123_known_answers(counter, key, expected):
+    words = [torch.tensor([c], dtype=torch.int64) for c in counter]
+    assert [int(w) for w in philox.philox4x32_10(*words, *key)] == list(expected)
+
+
+def test_pinned_values():
+    """The convention never changes silently: replays of logged runs depend on these exact bits."""
+    got = [v.hex() for v in philox.reference(0, 8, 2**63 + 987654321).tolist()]
+    assert got == PINNED
+
+
+PINNED = [
+    "0x1.1be13c0000000p+0",
+    "0x1.5be9660000000p-3",
+    "-0x1.6da2940000000p-1",
+    "-0x1.b96aca0000000p+0",
+    "-0x1.0e31c80000000p+1",
+    "-0x1.48fd8c0000000p-2",
+    "-0x1.135e6a0000000p-4",
+    "-0x1.c9f8f40000000p-2",
+]
+
+
+def test_values_are_standard_normal_and_uncorrelated():
+    """1M draws: mean, variance, kurtosis within ~5 standard errors; a KS test against N(0, 1) that a
+    correct generator fails with probability 1e-4; the four lanes of a Philox block uncorrelated."""
+    n = 1 << 20
+    z = philox.fill(torch.empty(n), 2024).double().numpy()
+    assert abs(z.mean()) < 5 / np.sqrt(n)
+    assert abs(z.var() - 1) < 5 * np.sqrt(2 / n)
+    assert abs((z**4).mean() - 3) < 5 * np.sqrt(96 / n)
+    assert stats.kstest(z, "norm").pvalue > 1e-4
+    lanes = z.reshape(-1, 4)
+    corr = np.corrcoef(lanes.T)[np.triu_indices(4, 1)]
+    assert np.abs(corr).max() < 5 / np.sqrt(n // 4)
+    assert np.isfinite(z).all() and np.abs(z).max() < 6.0  # u >= 2^-24 bounds |z| by sqrt(2·24·ln 2) = 5.77
+
+
+def test_other_dtypes_take_the_reference_path_with_float32_products():
+    x = torch.zeros(300, dtype=torch.bfloat16)
+    philox.axpy_(x, 7, 0.5)
+    assert torch.equal(x, (philox.reference(0, 300, 7) * 0.5).to(torch.bfloat16))
+
+
+def test_without_the_kernel_the_same_numbers_come_from_torch_ops(tmp_path):
+    """ZOHARNESS_PHILOX_KERNEL=0 (what a machine without a C compiler gets, with a warning) gives the
+    kernel's bits."""
+    code = (
+        "import torch, sys; from zoharness import philox; assert not philox.kernel_available(); "
+        "x = torch.ones(777); philox.axpy_(x, 5, 0.25, start=3); "
+        "sys.stdout.write(x.view(torch.int32).numpy().tobytes().hex())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**__import__("os").environ, philox.KERNEL_ENV: "0"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    x = torch.ones(777)
+    philox.axpy_(x, 5, 0.25, start=3)
+    assert out == x.view(torch.int32).numpy().tobytes().hex()
+
+
+def test_a_broken_compiler_falls_back_with_a_warning(tmp_path, monkeypatch):
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    monkeypatch.setenv(philox.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(philox, "_library", None)
+    monkeypatch.setattr(philox, "_library_tried", False)
+    with pytest.warns(RuntimeWarning, match="C kernel is unavailable"):
+        assert not philox.kernel_available()
+    assert not list((tmp_path / "cache").glob("*.tmp"))  # nothing half-written
