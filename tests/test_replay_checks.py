@@ -125,12 +125,14 @@ def test_a_run_drawn_with_another_noise_generator_is_refused(tmp_path, model_ref
     log = run_dir / "train_log.jsonl"
     header, records = read_train_log(log)
     ours = header["zo"]["noise"]["generator"]
-    header["zo"]["noise"]["generator"] = "torch.Generator(device='cpu').manual_seed(tensor_seed), one per tensor"
+    header["zo"]["noise"]["generator"] = (
+        "torch.Generator(device='cpu').manual_seed(tensor_seed), one per tensor"
+    )
     write_text_atomic(log, "".join(json.dumps(x) + "\n" for x in [{"header": header}, *records]))
     rc, err = _replay(capsys, run_dir, model_refs["llama"], tmp_path / "out")
     assert rc == 2
     line = _one_line_error(err)
-    assert "zo.noise.generator is \"torch.Generator" in line and repr(ours) in line and str(log) in line
+    assert 'zo.noise.generator is "torch.Generator' in line and repr(ours) in line and str(log) in line
     assert not (tmp_path / "out").exists()
 
 
