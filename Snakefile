@@ -31,6 +31,7 @@ rule all:
     input:
         TABLE_CSV,
         TABLE_MD,
+        VERDICTS,
         FIGURES,
         SCORECARDS,
         EXTRA_TARGETS,

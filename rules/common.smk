@@ -13,7 +13,7 @@ from zoharness.tasks import get_task
 if "suite" not in config:  # no --configfile: the default suite, with any --config overrides on top
     import yaml
 
-    with open(DEFAULT_CONFIG) as f:
+    with open(DEFAULT_CONFIG, encoding="utf-8") as f:  # utf-8: claims may spell "≈"
         config.update({**yaml.safe_load(f), **config})
 try:
     SUITE = validate(config, f"suite config {', '.join(map(str, workflow.configfiles)) or DEFAULT_CONFIG}")
@@ -44,6 +44,12 @@ SCORECARDS = (
     else []
 )
 FIGURES = [f"figures/{NAME}/{kind}.{ext}" for kind in ("loss", "accuracy") for ext in ("png", "pdf")]
+# The suite's paper claims judged from the runs' per-example test results (zoharness.claims). Always
+# built: with no `claims:` the table is empty but says so, and it still checks every run's predictions.
+VERDICTS_CSV = f"results/tables/{NAME}-verdicts.csv"
+VERDICTS_MD = f"results/tables/{NAME}-verdicts.md"
+VERDICTS = [VERDICTS_CSV, VERDICTS_MD]
+SPLITS_ROOT = os.path.dirname(os.path.dirname(SPLIT))  # results/<suite>/splits
 
 
 def _alternation(values):
@@ -66,6 +72,28 @@ def run_dirs():
 def metrics_files(wildcards):
     """Every run's metrics.json, in the suite's run order (tables keep it)."""
     return [f"{d}/metrics.json" for d in run_dirs()]
+
+
+def run_files(name):
+    """An input function: the file `name` of every run, in the suite's run order."""
+    return lambda wildcards: [f"{d}/{name}" for d in run_dirs()]
+
+
+def run_splits(wildcards):
+    """The split manifest of every (task, seed) the suite's runs use."""
+    pairs = dict.fromkeys((t, s) for _, t, _, s in runs(SUITE))
+    return [SPLIT.format(task=t, seed=s) for t, s in pairs]
+
+
+def split_data_files(wildcards):
+    """The data files the splits' examples are rebuilt from; ancient, as for the split rule (a touched but
+    unchanged file reruns nothing; a changed one is refused against the frozen manifests, split_inputs)."""
+    files = {
+        f"{DATA_DIR}/{rel}": None
+        for t in SUITE["tasks"]
+        for rel in source_files(get_task(t), DATA["source"])
+    }
+    return [ancient(f) for f in files]
 
 
 def train_logs(wildcards):

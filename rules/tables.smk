@@ -49,3 +49,31 @@ rule scorecard:
     shell:
         "python -m zoharness scorecard --suite {params.suite} --reference {input.reference:q} "
         "--out-csv {output.csv:q} --out-md {output.md:q} {input.metrics:q} > {log:q} 2>&1"
+
+
+# Verdicts on the suite's `claims:`: each run's per-example test scores, re-derived from its predictions
+# and split (checked against its metrics.json), then a paired bootstrap and permutation test per claim.
+rule verdicts:
+    conda:
+        CONDA_ENV
+    input:
+        predictions=run_files("predictions.json"),
+        run_configs=run_files("run_config.json"),
+        metrics=metrics_files,
+        splits=run_splits,
+        data=split_data_files,
+    output:
+        csv=VERDICTS_CSV,
+        md=VERDICTS_MD,
+    params:
+        suite=NAME,
+        claims=json.dumps(SUITE["claims"]),
+        data_dir=DATA_DIR,
+        splits_root=SPLITS_ROOT,
+        run_dirs=lambda w, input: [os.path.dirname(p) for p in input.run_configs],
+    log:
+        f"logs/verdicts/{NAME}.log",
+    shell:
+        "python -m zoharness verdicts --suite {params.suite} --claims-json {params.claims:q} "
+        "--data-dir {params.data_dir:q} --splits-root {params.splits_root:q} --out-csv {output.csv:q} "
+        "--out-md {output.md:q} {params.run_dirs:q} > {log:q} 2>&1"

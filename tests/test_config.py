@@ -97,3 +97,41 @@ def test_the_old_methods_key_still_reads_and_both_keys_are_refused():
     assert validate({**old, "methods": ["mezo"]}) == validate(BASE)
     with pytest.raises(ConfigError, match="both `variants:` and `methods:`"):
         validate({**BASE, "methods": ["mezo"]})
+
+
+CLAIM = {"name": "c", "paper": "MeZO", "a": "mezo", "b": "zero_shot", "direction": ">", "source": "Table 1"}
+
+
+def _with_claims(*claims):
+    return {**BASE, "variants": ["zero_shot", "mezo", "fo"], "claims": list(claims)}
+
+
+def test_claims_default_to_empty_and_are_normalised():
+    assert validate(BASE)["claims"] == []
+    cfg = validate(_with_claims(CLAIM, {**CLAIM, "name": "d", "b": "fo", "direction": "≈", "margin": 0.02}))
+    assert cfg["claims"] == [
+        {**CLAIM, "margin": 0.0, "tasks": ["sst2"]},
+        {**CLAIM, "name": "d", "b": "fo", "direction": "≈", "margin": 0.02, "tasks": ["sst2"]},
+    ]
+
+
+@pytest.mark.parametrize(
+    "claims,message",
+    [
+        (
+            [{**CLAIM, "b": "zeroshot"}],
+            r"claims\.0 \('c'\): b: unknown variant 'zeroshot'. Did you mean 'zero_shot'\? The suite's ",
+        ),
+        ([CLAIM, {**CLAIM, "b": "fo"}], r"claims\.1 \('c'\): duplicate claim name 'c'"),
+        ([{**CLAIM, "direction": ">="}], r"claims\.0\.direction: '>=' is not one of \['>', '<', '≈'\]"),
+        ([{**CLAIM, "direction": "≈"}], r"claims\.0 \('c'\): direction '≈' needs margin > 0 .*got 0"),
+        ([{**CLAIM, "margin": -0.1}], r"claims\.0\.margin: -0.1 is less than the minimum of 0"),
+        ([{**CLAIM, "tasks": ["rte"]}], r"claims\.0 \('c'\): tasks \['rte'\] are not among the suite's"),
+        ([{**CLAIM, "b": "mezo"}], r"a and b are both 'mezo'"),
+        ([{**CLAIM, "ref": "x"}], r"Additional properties are not allowed \('ref' was unexpected\)"),
+        ([{k: v for k, v in CLAIM.items() if k != "source"}], r"claims\.0: 'source' is a required property"),
+    ],
+)
+def test_bad_claims_are_refused_naming_the_claim(claims, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(_with_claims(*claims))

@@ -51,6 +51,7 @@ def test_dry_run_plans_models_x_tasks_x_methods_x_seeds(workdir):
     assert jobs["train"] == n_runs and jobs["run_config"] == n_runs
     assert jobs["split"] == len(suite["tasks"]) * len(suite["seeds"])
     assert jobs["prepare_model"] == len(suite["models"]) and jobs["table"] == 1 and jobs["figures"] == 1
+    assert jobs["verdicts"] == 1
     # the sparse variant's mask: sensitivity scores, then top-k (one of each for its one mask)
     assert jobs["sensitivity"] == 1 and jobs["mask"] == 1 and jobs["sparse_figures"] == 1
 
@@ -101,6 +102,8 @@ def test_tiny_end_to_end_run_then_nothing_to_do(workdir):
     for rel in (
         "results/tables/smoke.csv",
         "results/tables/smoke.md",
+        "results/tables/smoke-verdicts.csv",
+        "results/tables/smoke-verdicts.md",
         "figures/smoke/loss.png",
         "figures/smoke/accuracy.pdf",
         "figures/smoke/sparse-density.png",

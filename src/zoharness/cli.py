@@ -112,6 +112,18 @@ def _cmd_scorecard(args) -> int:
     return 0
 
 
+def _cmd_verdicts(args) -> int:
+    from zoharness.claims import parse_claims, write_verdicts
+
+    claims = parse_claims(args.claims_json)
+    df = write_verdicts(
+        claims, args.run_dirs, args.data_dir, args.splits_root, args.suite, args.out_csv, args.out_md
+    )
+    print(f"{args.out_md}: {len(df)} verdict(s) on {len(claims)} claim(s) from {len(args.run_dirs)} runs")
+    print(Path(args.out_md).read_text())
+    return 0
+
+
 def _cmd_figures(args) -> int:
     from zoharness.plotting import suite_figures
 
@@ -230,6 +242,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out-md", required=True)
     s.add_argument("metrics", nargs="*")
     s.set_defaults(fn=_cmd_scorecard)
+
+    s = sub.add_parser(
+        "verdicts",
+        help="judge the suite's paper claims from the runs' per-example test results (effect, CI, verdict)",
+    )
+    s.add_argument("--suite", required=True)
+    s.add_argument("--claims-json", required=True, help="the suite's validated `claims:` as a JSON list")
+    s.add_argument("--data-dir", required=True, help="the folder the splits' data files are read from")
+    s.add_argument("--splits-root", required=True, help="results/<suite>/splits: <task>/seed<seed>.json")
+    s.add_argument("--out-csv", required=True)
+    s.add_argument("--out-md", required=True)
+    s.add_argument(
+        "run_dirs", nargs="*", help="run folders (run_config.json, predictions.json, metrics.json)"
+    )
+    s.set_defaults(fn=_cmd_verdicts)
 
     s = sub.add_parser("figures", help="loss curves and accuracy bars from the suite's tables")
     s.add_argument("--suite", required=True)

@@ -7,6 +7,7 @@ job starts, naming the key (schema errors) or listing the valid names (unknown m
 from __future__ import annotations
 
 import copy
+import difflib
 import itertools
 from importlib import resources
 from pathlib import Path
@@ -25,7 +26,9 @@ class ConfigError(ValueError):
 
 
 def schema() -> dict:
-    return yaml.safe_load(resources.files("zoharness").joinpath("schema/suite.schema.yaml").read_text())
+    # utf-8 whatever the locale: the schema (and suites) spell the "≈" of an equivalence claim.
+    text = resources.files("zoharness").joinpath("schema/suite.schema.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)
 
 
 def _fill_defaults(node: dict, sch: dict) -> None:
@@ -69,6 +72,7 @@ def validate(config: dict, where: str = "config") -> dict:
             raise ConfigError(
                 f"{where}: variants.{name}.seeds {extra} are not among the suite's seeds {cfg['seeds']}"
             )
+    cfg["claims"] = _normalise_claims(cfg, where)
     return cfg
 
 
@@ -143,12 +147,48 @@ def _normalise_variants(spec, where) -> dict[str, dict]:
     return out
 
 
+def _normalise_claims(cfg: dict, where: str) -> list[dict]:
+    """Each claim with margin and tasks filled in, checked against this suite's variants and tasks.
+
+    The checks mirror zoharness.verdicts.Claim's, which is not imported here: it pulls in scipy, and
+    this module runs at Snakemake's parse time."""
+    out, seen = [], set()
+    for i, claim in enumerate(cfg["claims"]):
+        name = claim["name"]
+        at = f"{where}: claims.{i} ({name!r})"
+        if name in seen:
+            raise ConfigError(f"{at}: duplicate claim name {name!r}; claim names must be unique")
+        seen.add(name)
+        for side in ("a", "b"):
+            if claim[side] not in cfg["variants"]:
+                close = difflib.get_close_matches(claim[side], list(cfg["variants"]), n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise ConfigError(
+                    f"{at}: {side}: unknown variant {claim[side]!r}.{hint} The suite's variants: "
+                    f"{', '.join(cfg['variants'])}"
+                )
+        if claim["a"] == claim["b"]:
+            raise ConfigError(f"{at}: a and b are both {claim['a']!r}; a claim compares two variants")
+        margin = float(claim.get("margin", 0))
+        if claim["direction"] == "≈" and margin <= 0:
+            raise ConfigError(
+                f"{at}: direction '≈' needs margin > 0 (the tolerance within which a and b count as "
+                f"comparable, in metric units: 0.02 = 2 points), got {margin:g}"
+            )
+        tasks = claim.get("tasks") or list(cfg["tasks"])
+        unknown = [t for t in tasks if t not in cfg["tasks"]]
+        if unknown:
+            raise ConfigError(f"{at}: tasks {unknown} are not among the suite's tasks {cfg['tasks']}")
+        out.append({**claim, "margin": margin, "tasks": tasks})
+    return out
+
+
 def load_suite(path: str | Path) -> dict:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: config file not found")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     return validate(raw, str(path))

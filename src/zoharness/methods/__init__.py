@@ -26,6 +26,9 @@ Optional (method_hooks() below fills the defaults of the first three):
   COMMANDS  dotted name of the module whose register(subparsers) adds the method's own subcommands
            (masks, rephrasings, its tables and figures); methods sharing a package share it
   COMPARE_WITH  the method id its own figures draw as the baseline (named via the imported module)
+  SEED_INDEPENDENT  True when a run's test predictions do not depend on its seed (zero-shot on the
+           fixed test sample): one seed then carries no hidden seed-to-seed spread, and a claim
+           against it can be decided at n=1 (zoharness.claims); default False
 
 Shared modules (cli, config, tables, plotting) and the shared rules never name a method
 (tests/test_method_seams.py). Listing or validating methods imports no implementation (torch is

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 LABEL = "Zero-shot"
 VERSION = 1
 SMOKE_PARAMS: dict = {}
+# No training and a fixed test sample: every seed predicts the same (a claim may compare against n=1).
+SEED_INDEPENDENT = True
 
 
 @dataclass(frozen=True)
