@@ -59,6 +59,7 @@ bench-engine: bench
 	python bench/padding.py
 	python bench/noise_generators.py
 	python bench/adamw_step.py
+	python bench/packed_forward.py
 
 # sparse-ZO-int4: step time vs dense MeZO (needs the default suite's mask), then the CPU memory profile
 # (a scaled-down Llama-2-7B shape; on a GPU: python bench/sparse_zo_profile.py --device cuda).
