@@ -82,16 +82,7 @@ def test_projected_gradient_matches_directional_derivative(model_refs, small_spl
 def test_step_moves_weights_by_minus_lr_g_z(tiny, small_split, generator):
     model, tok = tiny
     before = _params(model)
-    zo = ZOSGD(
-        model,
-        trainable_parameters(model),
-        lr=1e-2,
-        eps=1e-3,
-        run_seed=3,
-        cache=False,
-        threads=2,
-        generator=generator,
-    )
+    zo = _zosgd(model, run_seed=3, cache=False, threads=2, generator=generator)
     out = zo.step(_batch(tok, small_split), 0)
     assert out["forward_passes"] == 2
     assert out["projected_grad"] == pytest.approx((out["loss_plus"] - out["loss_minus"]) / 2e-3)
@@ -100,8 +91,12 @@ def test_step_moves_weights_by_minus_lr_g_z(tiny, small_split, generator):
         torch.testing.assert_close(p.detach(), expected, atol=1e-6, rtol=0)
 
 
+def _zosgd(model, **kw):
+    return ZOSGD(model, trainable_parameters(model), **{"lr": 1e-2, "eps": 1e-3, "run_seed": 11, **kw})
+
+
 def _train(model, tok, split, steps, **kw):
-    zo = ZOSGD(model, trainable_parameters(model), lr=1e-2, eps=1e-3, run_seed=11, **kw)
+    zo = _zosgd(model, **kw)
     batch = _batch(tok, split)
     return [zo.step(batch, t) for t in range(steps)]
 
@@ -123,16 +118,7 @@ def test_replay_rebuilds_weights_bit_for_bit(tiny, small_split, generator):
     model, tok = tiny
     base = copy.deepcopy(model)
     records = _train(model, tok, small_split, 5, cache=True, threads=2, generator=generator)
-    zo = ZOSGD(
-        base,
-        trainable_parameters(base),
-        lr=1e-2,
-        eps=1e-3,
-        run_seed=11,
-        cache=False,
-        threads=1,
-        generator=generator,
-    )
+    zo = _zosgd(base, cache=False, threads=1, generator=generator)
     for r in records:
         zo.replay(r)
     for (n, a), (_, b) in zip(model.named_parameters(), base.named_parameters(), strict=True):

@@ -154,26 +154,29 @@ static inline void gauss_tile(uint64_t block, uint32_t k0, uint32_t k1, float ou
         for (int j = 0; j < 4; j++) out[4 * l + j] = z[j][l];
 }
 
-/* out[k] = z[start + k] for k < n. */
-void zo_philox_gauss_fill(float *restrict out, uint64_t start, uint64_t n, uint64_t seed) {
+/* The tiles covering z[start, start + n): out[k] = z[start + k], or out[k] += coeff * z[start + k] with
+   `accumulate` (a constant at both call sites, so the branch is compiled away). */
+static inline void gauss_range(float *restrict out, uint64_t start, uint64_t n, uint64_t seed, float coeff,
+                               int accumulate) {
     uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
     uint64_t end = start + n;
     for (uint64_t t = start / (4 * TILE) * (4 * TILE); t < end; t += 4 * TILE) {
         float z[4 * TILE];
         gauss_tile(t / 4, k0, k1, z);
         uint64_t lo = t < start ? start : t, hi = t + 4 * TILE < end ? t + 4 * TILE : end;
-        for (uint64_t i = lo; i < hi; i++) out[i - start] = z[i - t];
+        if (accumulate)
+            for (uint64_t i = lo; i < hi; i++) out[i - start] = out[i - start] + coeff * z[i - t];
+        else
+            for (uint64_t i = lo; i < hi; i++) out[i - start] = z[i - t];
     }
+}
+
+/* out[k] = z[start + k] for k < n. */
+void zo_philox_gauss_fill(float *restrict out, uint64_t start, uint64_t n, uint64_t seed) {
+    gauss_range(out, start, n, seed, 0.0f, 0);
 }
 
 /* x[k] = x[k] + coeff * z[start + k] for k < n (the product rounded to float, then the sum). */
 void zo_philox_gauss_axpy(float *restrict x, uint64_t start, uint64_t n, uint64_t seed, float coeff) {
-    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
-    uint64_t end = start + n;
-    for (uint64_t t = start / (4 * TILE) * (4 * TILE); t < end; t += 4 * TILE) {
-        float z[4 * TILE];
-        gauss_tile(t / 4, k0, k1, z);
-        uint64_t lo = t < start ? start : t, hi = t + 4 * TILE < end ? t + 4 * TILE : end;
-        for (uint64_t i = lo; i < hi; i++) x[i - start] = x[i - start] + coeff * z[i - t];
-    }
+    gauss_range(x, start, n, seed, coeff, 1);
 }
