@@ -42,15 +42,18 @@ def test_pack_rows_places_every_sequence_once_in_order_within_bounds():
         assert scoring.pack_rows(lengths, target=256) == rows  # deterministic
 
 
+@pytest.mark.parametrize("arch", ["llama", "opt"])
 @pytest.mark.parametrize("task_name", TASKS)
-def test_packed_losses_equal_padded(tiny, task_name):
-    model, tok = tiny
-    assert scoring.packing_supported(model)
+def test_packed_losses_equal_padded(model_refs, task_name, arch):
+    """Llama packs by position ids, OPT by the spelled-out block mask (scoring.packing_mode)."""
+    model, tok = models.load(model_refs[arch])
+    mode = scoring.packing_mode(model)
+    assert mode is not None
     encoded = _encoded(tok, task_name)
     for start in range(0, len(encoded), 16):
         chunk = encoded[start : start + 16]
         padded = scoring.collate(chunk, tok.pad_token_id)
-        packed = scoring.collate(chunk, tok.pad_token_id, pack=True)
+        packed = scoring.collate(chunk, tok.pad_token_id, pack=mode)
         # the same examples in the same order: labels, candidates and the scored entries agree
         assert torch.equal(packed.labels, padded.labels)
         assert torch.equal(packed.candidate_mask, padded.candidate_mask)
@@ -106,16 +109,33 @@ def test_evaluate_packed_matches_padded_predictions(tiny):
 
 
 def test_probe_verdict_matches_what_the_model_computes(model_refs):
-    """Whatever a model's code does with position ids (transformers 5.23's OPT builds its mask without
-    them, so it cannot pack), the probe's verdict is what the model really computes: packed equals padded
-    when it says yes, and differs when it says no (then every batch is right-padded)."""
+    """Whatever a model's code does with position ids, the probe's mode is what the model really computes:
+    the packed batch it selects equals the padded one. Llama-family code masks by position ids; transformers
+    5.23's OPT builds its mask without them, so packing by positions alone mixes sequences there and OPT
+    gets the block-diagonal mask spelled out (MeZO's own models pack too)."""
+    expected = {"llama": "positions", "opt": "block_mask"}
     for arch in ("llama", "opt"):
         model, tok = models.load(model_refs[arch])
         encoded = _encoded(tok, "sst2", n_train=16)
-        padded = scoring.collate(encoded, tok.pad_token_id)
-        packed = scoring.collate(encoded, tok.pad_token_id, pack=True)
-        with torch.no_grad():
-            diff = float(
-                (scoring.token_logprobs(model, packed) - scoring.token_logprobs(model, padded)).abs().max()
-            )
-        assert scoring.packing_supported(model) == (diff <= LOGPROB_TOL), (arch, diff)
+        mode = scoring.packing_mode(model)
+        assert mode == expected[arch], arch
+        assert _packed_diff(model, tok, encoded, mode) <= LOGPROB_TOL, arch
+        assert _packed_diff(model, tok, encoded, "block_mask") <= LOGPROB_TOL, arch  # right for both
+        if arch == "opt":
+            assert _packed_diff(model, tok, encoded, "positions") > LOGPROB_TOL  # why OPT needs the mask
+        batch = scoring.collate(encoded, tok.pad_token_id, pack=mode)
+        assert batch.n_padding <= MAX_PADDING * batch.n_tokens
+
+
+@torch.no_grad()
+def _packed_diff(model, tok, encoded, pack) -> float:
+    """Largest |log p| difference between the packed batch and the padded one."""
+    want = scoring.token_logprobs(model, scoring.collate(encoded, tok.pad_token_id))
+    got = scoring.token_logprobs(model, scoring.collate(encoded, tok.pad_token_id, pack=pack))
+    return float((got - want).abs().max())
+
+
+def test_collate_refuses_an_unknown_packing_mode(tiny):
+    _, tok = tiny
+    with pytest.raises(ValueError, match="pack must be False, True or one of"):
+        scoring.collate(_encoded(tok, "sst2", n_train=4), tok.pad_token_id, pack="rows")

@@ -14,10 +14,11 @@ Speed, without changing the numbers' meaning:
     the logits at its last position score all candidates at once. A causal LM's prediction at that
     position does not depend on what follows, so this equals scoring context+candidate sequences
     (tests/test_scoring.py checks both paths agree).
-  * Packed batches (models that pass `packing_supported`): a batch's sequences are laid end to end in
+  * Packed batches (models that pass `packing_mode`'s probe): a batch's sequences are laid end to end in
     a few rows of about PACK_ROW_TOKENS tokens, each with its own position ids 0..n-1; the model's
-    attention keeps to each sequence (block-diagonal causal mask: transformers builds it from the
-    position ids when no attention mask is given). No compute is spent on padding: SST-2 batches of
+    attention keeps to each sequence (block-diagonal causal mask). Llama-family code builds that mask
+    from the position ids when no attention mask is given ("positions"); models whose code ignores the
+    position ids there (transformers 5.23's OPT) get it spelled out as a 4-D boolean mask ("block_mask"). No compute is spent on padding: SST-2 batches of
     16 were 2.7x padding when right-padded to the longest. Per-example losses equal the padded
     computation's within float rounding (tests/test_packing.py states the tolerance).
 Padded batches (other models, or pack=False) are right-padded; positions are then the plain 0..n-1.
@@ -132,7 +133,8 @@ def pack_rows(lengths: list[int], target: int = PACK_ROW_TOKENS) -> list[list[in
 @dataclass
 class Batch:
     input_ids: torch.Tensor  # [R, L]: one sequence per row (padded), or several end to end (packed)
-    attention_mask: torch.Tensor | None  # [R, L] for padded batches; None when packed
+    # [R, L] for padded batches; None when packed by positions; [R, 1, L, L] bool when packed by block mask
+    attention_mask: torch.Tensor | None
     flat_positions: torch.Tensor  # [P] unique row*L+pos whose logits are needed
     entry_position: torch.Tensor  # [N] index into flat_positions
     entry_target: torch.Tensor  # [N]
@@ -160,9 +162,14 @@ class Batch:
 
 
 def collate(
-    examples: list[EncodedExample], pad_id: int, pack: bool = False, row_tokens: int = PACK_ROW_TOKENS
+    examples: list[EncodedExample], pad_id: int, pack: bool | str = False, row_tokens: int = PACK_ROW_TOKENS
 ) -> Batch:
-    """The examples' sequences as one batch: right-padded rows, or packed rows (see the module docstring)."""
+    """The examples' sequences as one batch: right-padded rows, or packed rows (see the module docstring).
+    pack: False (padded), True or "positions" (packed, the model masks by position ids), "block_mask"
+    (packed, with an explicit block-diagonal causal mask)."""
+    mode = PACK_MODES.get(pack, pack)
+    if mode not in (None, *PACKING_MODES):
+        raise ValueError(f"pack must be False, True or one of {PACKING_MODES}, got {pack!r}")
     objectives = {ex.objective for ex in examples}
     if len(objectives) != 1:
         raise ValueError(f"a batch mixes training objectives {sorted(objectives)}")
@@ -174,13 +181,17 @@ def collate(
         seqs.extend(ex.sequences)
         for s, pos, tgt, cand in ex.entries:
             raw_entries.append((base + s, pos, tgt, e * n_cand + cand))
-    rows = pack_rows([len(s) for s in seqs], row_tokens) if pack else [[i] for i in range(len(seqs))]
+    rows = pack_rows([len(s) for s in seqs], row_tokens) if mode else [[i] for i in range(len(seqs))]
     width = max(sum(len(seqs[i]) for i in row) for row in rows)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     # Padding keeps position 0: in a packed row every pad token is then a one-token segment of its own.
     position_ids = torch.zeros((len(rows), width), dtype=torch.long)
     attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
     start = [0] * len(seqs)  # flat index of each sequence's first token
+    # block mask: every position's segment (a padding position is a segment of its own, attending to itself)
+    segment = (
+        torch.arange(len(rows) * width).view(len(rows), width) + len(seqs) if mode == "block_mask" else None
+    )
     for r, row in enumerate(rows):
         offset = 0
         for i in row:
@@ -188,8 +199,15 @@ def collate(
             input_ids[r, offset : offset + n] = torch.tensor(seqs[i])
             position_ids[r, offset : offset + n] = torch.arange(n)
             attention_mask[r, offset : offset + n] = 1
+            if segment is not None:
+                segment[r, offset : offset + n] = i
             start[i] = r * width + offset
             offset += n
+    if segment is not None:
+        causal = torch.ones(width, width, dtype=torch.bool).tril()
+        model_mask = ((segment[:, :, None] == segment[:, None, :]) & causal)[:, None]
+    else:
+        model_mask = None if mode else attention_mask
     flat = torch.tensor([start[s] + p for s, p, _, _ in raw_entries])
     uniq, inverse = torch.unique(flat, return_inverse=True)
     candidate_mask = torch.zeros((len(examples), n_cand), dtype=torch.bool)
@@ -199,8 +217,8 @@ def collate(
         correct_mask[e, list(ex.correct)] = True
     return Batch(
         input_ids=input_ids,
-        attention_mask=None if pack else attention_mask,
-        position_ids=position_ids if pack else None,
+        attention_mask=model_mask,
+        position_ids=position_ids if mode else None,
         flat_positions=uniq,
         entry_position=inverse,
         entry_target=torch.tensor([t for _, _, t, _ in raw_entries]),
@@ -219,9 +237,16 @@ def token_logprobs(model, batch: Batch) -> torch.Tensor:
         hidden = model.base_model(
             input_ids=batch.input_ids, attention_mask=batch.attention_mask
         ).last_hidden_state
-    else:  # packed: no mask and no cache, so transformers derives the block-diagonal mask from positions
+    elif batch.attention_mask is None:  # packed: no mask, no cache: transformers masks by position ids
         hidden = model.base_model(
             input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False
+        ).last_hidden_state
+    else:  # packed with the block-diagonal mask spelled out (4-D boolean: True = may attend)
+        hidden = model.base_model(
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids,
+            use_cache=False,
         ).last_hidden_state
     picked = hidden.reshape(-1, hidden.shape[-1]).index_select(0, batch.flat_positions)
     logits = model.get_output_embeddings()(picked)
@@ -252,17 +277,20 @@ def loss(model, batch: Batch) -> torch.Tensor:
 
 # Probe for packing: two sequences, compared packed and padded at every real position.
 _PROBE_LENGTHS = (7, 4)
+PACKING_MODES = ("positions", "block_mask")
+PACK_MODES = {False: None, True: "positions", None: None}  # collate's and the cache's legacy booleans
 
 
 @torch.no_grad()
-def packing_supported(model) -> bool:
-    """Whether this model computes packed rows as it computes the sequences alone (position ids honoured,
-    attention kept within each sequence): checked once per model object on a two-sequence probe, so a
-    model whose code ignores position ids or the packed mask silently falls back to padded batches."""
-    known = getattr(model, "_zoharness_packing", None)
-    if known is not None:
-        return known
-    ok = False
+def packing_mode(model) -> str | None:
+    """How this model computes packed rows exactly as it computes the sequences alone: "positions" (its
+    code derives the block-diagonal mask from position ids), "block_mask" (it needs the mask spelled out),
+    or None (right-padded batches). Checked once per model object on a two-sequence probe, so a model
+    whose code ignores position ids or the mask silently falls back to padding."""
+    known = getattr(model, "_zoharness_packing", "unknown")
+    if known != "unknown":
+        return PACK_MODES.get(known, known)
+    mode = None
     config = getattr(model, "config", None)
     if config is not None and not getattr(config, "is_encoder_decoder", False):
         device = next(model.parameters()).device
@@ -274,21 +302,31 @@ def packing_supported(model) -> bool:
         for i, s in enumerate(seqs):
             ids[i, : len(s)], mask[i, : len(s)] = torch.tensor(s), 1
         padded = model.base_model(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
+        want = torch.cat([padded[i, :n] for i, n in enumerate(_PROBE_LENGTHS)]).float()
+        scale = float(want.abs().max()) or 1.0
+        tol = 1e-4 if padded.dtype in (torch.float32, torch.float64) else 3e-2
         packed_ids = torch.tensor([sum(seqs, [])], device=device)
         positions = torch.cat([torch.arange(n) for n in _PROBE_LENGTHS])[None].to(device)
-        try:
-            packed = model.base_model(
-                input_ids=packed_ids, position_ids=positions, use_cache=False
-            ).last_hidden_state[0]
-        except (TypeError, ValueError):  # the model takes no position ids
-            packed = None
-        if packed is not None:
-            want = torch.cat([padded[i, :n] for i, n in enumerate(_PROBE_LENGTHS)]).float()
-            scale = float(want.abs().max()) or 1.0
-            tol = 1e-4 if padded.dtype in (torch.float32, torch.float64) else 3e-2
-            ok = float((packed.float() - want).abs().max()) <= tol * scale
-    model._zoharness_packing = ok
-    return ok
+        segment = torch.cat([torch.full((n,), i) for i, n in enumerate(_PROBE_LENGTHS)])
+        total = int(segment.numel())
+        causal = torch.ones(total, total, dtype=torch.bool).tril()
+        block = ((segment[:, None] == segment[None, :]) & causal)[None, None].to(device)
+        for candidate, extra in (("positions", {}), ("block_mask", {"attention_mask": block})):
+            try:
+                packed = model.base_model(
+                    input_ids=packed_ids, position_ids=positions, use_cache=False, **extra
+                ).last_hidden_state[0]
+            except (TypeError, ValueError, RuntimeError):  # no position ids, or no 4-D mask
+                continue
+            if float((packed.float() - want).abs().max()) <= tol * scale:
+                mode = candidate
+                break
+    model._zoharness_packing = mode
+    return mode
+
+
+def packing_supported(model) -> bool:
+    return packing_mode(model) is not None
 
 
 @torch.no_grad()
@@ -296,7 +334,7 @@ def evaluate(model, encoded: list[EncodedExample], pad_id: int, batch_size: int,
     """Accuracy by argmax of candidate scores (correct when the argmax is any correct candidate).
     Examples are length-sorted, then each batch is packed when the model supports it."""
     order = sorted(range(len(encoded)), key=lambda i: encoded[i].length)
-    pack = packing_supported(model)
+    pack = packing_mode(model)
     correct = n_tokens = n_padding = 0
     predictions = [0] * len(encoded)
     for start in progress(range(0, len(order), batch_size), "evaluate"):

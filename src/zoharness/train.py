@@ -146,7 +146,7 @@ class Run:
     train_examples: list
     train_set: list  # encoded train_examples ([] when total is 0)
     trainer: Trainer
-    pack: bool  # training batches packed (scoring.packing_supported), else right-padded
+    pack: str | None  # how training batches are packed (scoring.packing_mode), None: right-padded
     # resume:
     header: dict = field(default_factory=dict)
     records: list[dict] = field(default_factory=list)  # the log's step records, the kept ones first
@@ -223,7 +223,7 @@ def prepare(cfg, run_config_path, split_path, model_ref_path, out_dir, threads, 
     train_set = _encode_train(tokenizer, task, train_examples, max_length) if total else []
     trainer = as_trainer(module.build(model, params, cfg["seed"], **inputs), model, cfg["method"])
     # Probed after build: a method may have replaced layers (sparse_zo_int4's NF4 base).
-    pack = scoring.packing_supported(model)
+    pack = scoring.packing_mode(model)
     return Run(
         cfg=cfg,
         run_config_path=Path(run_config_path),
@@ -248,6 +248,10 @@ def prepare(cfg, run_config_path, split_path, model_ref_path, out_dir, threads, 
     )
 
 
+# "packed" (position-id masking) keeps its name from engine 2, so those logs stay valid
+BATCH_LAYOUTS = {None: "padded", "positions": "packed", "block_mask": "packed (block mask)"}
+
+
 def _header(run: Run) -> dict:
     """The log's first line: everything that makes two logs the same run (then the trainer's own)."""
     cfg = run.cfg
@@ -263,7 +267,7 @@ def _header(run: Run) -> dict:
         "dtype": cfg["precision"]["weights"],
         "device": str(run.device),
         # Packed and padded batches give the same losses only up to rounding: a different trajectory.
-        "batch_layout": "packed" if run.pack else "padded",
+        "batch_layout": BATCH_LAYOUTS[run.pack],
         # A different input file (another mask) makes the in-progress log a different run.
         "inputs": {
             name: {"path": str(path), "sha256": sha256_file(path)} for name, path in run.inputs.items()
