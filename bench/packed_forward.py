@@ -11,6 +11,7 @@ first `--eval-examples` dev examples with packing on and off. Medians over round
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import statistics
 import sys
@@ -40,13 +41,27 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "bench/out/packed_forward.json"))
+    ap.add_argument(
+        "--random-opt",
+        action="store_true",
+        help="time a randomly initialised OPT-125m-shaped model (MeZO's architecture; it packs with the block "
+        "mask) on the embedded tokenizer's ids: speed only, its predictions mean nothing",
+    )
     args = ap.parse_args(argv)
     if not Path(args.model_ref).exists():
         print(f"{args.model_ref}: not found; prepare it first (make bench)", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
     model, tok = models.load(args.model_ref)
-    if not scoring.packing_supported(model):
+    model_name = json.loads(Path(args.model_ref).read_text()).get("slug")
+    if args.random_opt:
+        from transformers import OPTConfig, OPTForCausalLM
+
+        torch.manual_seed(0)
+        config = OPTConfig(vocab_size=len(tok), pad_token_id=tok.pad_token_id)  # defaults: the OPT-125m shape
+        model, model_name = OPTForCausalLM(config).eval(), "random-init OPT-125m shape"
+    mode = scoring.packing_mode(model)
+    if mode is None:
         print(
             f"{args.model_ref}: this model does not pass the packing probe; nothing to compare",
             file=sys.stderr,
@@ -60,11 +75,11 @@ def main(argv=None) -> int:
     sampler = BatchSampler(len(train), args.batch_size, seed=0)
     chosen = [[train[i] for i in sampler.indices(step)] for step in range(args.batches)]
     padded = [scoring.collate(b, tok.pad_token_id) for b in chosen]
-    packed = [scoring.collate(b, tok.pad_token_id, pack=True) for b in chosen]
+    packed = [scoring.collate(b, tok.pad_token_id, pack=mode) for b in chosen]
     dev = [scoring.encode(tok, task.prompt(ex), 2048) for ex in split.dev[: args.eval_examples]]
 
     def evaluate(pack: bool) -> None:
-        model._zoharness_packing = pack
+        model._zoharness_packing = mode if pack else None
         scoring.evaluate(model, dev, tok.pad_token_id, 32)
 
     times: dict[str, list[float]] = {"padded": [], "packed": [], "eval padded": [], "eval packed": []}
@@ -84,6 +99,8 @@ def main(argv=None) -> int:
     per_forward = {k: med[k] / args.batches for k in ("padded", "packed")}
     result = {
         "command": "python bench/packed_forward.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "model": model_name,
+        "packing_mode": mode,
         "task": args.task,
         "batch_size": args.batch_size,
         "batches": args.batches,
