@@ -161,6 +161,14 @@ class Batch:
         )
 
 
+def block_causal_mask(segment: torch.Tensor) -> torch.Tensor:
+    """[..., L, L] boolean attention mask (True = may attend) from each position's segment id [..., L]:
+    causal, and within the position's own segment only."""
+    width = segment.shape[-1]
+    causal = torch.ones(width, width, dtype=torch.bool, device=segment.device).tril()
+    return (segment[..., :, None] == segment[..., None, :]) & causal
+
+
 def collate(
     examples: list[EncodedExample], pad_id: int, pack: bool | str = False, row_tokens: int = PACK_ROW_TOKENS
 ) -> Batch:
@@ -204,8 +212,7 @@ def collate(
             start[i] = r * width + offset
             offset += n
     if segment is not None:
-        causal = torch.ones(width, width, dtype=torch.bool).tril()
-        model_mask = ((segment[:, :, None] == segment[:, None, :]) & causal)[:, None]
+        model_mask = block_causal_mask(segment)[:, None]
     else:
         model_mask = None if mode else attention_mask
     flat = torch.tensor([start[s] + p for s, p, _, _ in raw_entries])
@@ -308,9 +315,7 @@ def packing_mode(model) -> str | None:
         packed_ids = torch.tensor([sum(seqs, [])], device=device)
         positions = torch.cat([torch.arange(n) for n in _PROBE_LENGTHS])[None].to(device)
         segment = torch.cat([torch.full((n,), i) for i, n in enumerate(_PROBE_LENGTHS)])
-        total = int(segment.numel())
-        causal = torch.ones(total, total, dtype=torch.bool).tril()
-        block = ((segment[:, None] == segment[None, :]) & causal)[None, None].to(device)
+        block = block_causal_mask(segment)[None, None].to(device)
         for candidate, extra in (("positions", {}), ("block_mask", {"attention_mask": block})):
             try:
                 packed = model.base_model(

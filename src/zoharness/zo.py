@@ -132,6 +132,17 @@ class SeededNoise:
             return self._draw(i, seed, None)
         return self._draw(i, seed, self._buffers[i]) if fill_cache else self._buffers[i]
 
+    def _run(self, fn, tasks) -> None:
+        """fn(task) for every task, on the pool's threads when there is one; on CUDA, synchronised after,
+        so the caller's timer covers the kernels."""
+        if self._pool is None:
+            for task in tasks:
+                fn(task)
+        else:
+            list(self._pool.map(fn, tasks))
+        if not self._on_cpu:
+            torch.cuda.synchronize()
+
     @torch.no_grad()
     def foreach(self, zo_seed: int, fn) -> None:
         """fn(i, tensor, z) for every tensor with its z at this seed, largest tensors first, on the pool's
@@ -153,15 +164,10 @@ class SeededNoise:
                 spent[0] += t1 - t0
                 spent[1] += t2 - t1
 
-        if self._pool is None:
-            for i in self._order:
-                one(i)
-        else:
-            list(self._pool.map(one, self._order))
+        self._run(one, self._order)
         if fill:
             self._cached_seed = zo_seed
         if not self._on_cpu:
-            torch.cuda.synchronize()
             self.timer.add("passes", time.perf_counter() - start)
             return
         wall = time.perf_counter() - start
@@ -243,13 +249,7 @@ class PhiloxNoise(SeededNoise):
             i, lo, hi = chunk
             philox.axpy_(self.tensors[i].view(-1)[lo:hi], seeds[i], coeff, start=lo)
 
-        if self._pool is None:
-            for chunk in self._chunks:
-                one(chunk)
-        else:
-            list(self._pool.map(one, self._chunks))
-        if not self._on_cpu:
-            torch.cuda.synchronize()
+        self._run(one, self._chunks)
         self.timer.add("noise", time.perf_counter() - start)
         self.timer.add("passes", 0.0)
 
