@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE ?= 1
 # request on this machine kind.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: setup run suite test lint bench bench-engine bench-sparse profile-sparse sparse-ablations bench-rephrase grid smoke offline-all offline-all-partial crosscheck paper-dry-run
+.PHONY: setup run verdicts suite test lint bench bench-engine bench-sparse profile-sparse sparse-ablations bench-rephrase grid smoke offline-all offline-all-partial crosscheck paper-dry-run
 
 setup: $(STAMP)
 
@@ -27,10 +27,14 @@ $(STAMP): envs/requirements.txt envs/constraints.txt pyproject.toml
 # The suites' tables are committed (the reference copy) where the workflow writes them, and Snakemake does
 # not rebuild an existing output for inputs that are merely absent: so the table rules are always rerun,
 # which makes a fresh clone train every run the tables need (and a rerun only rebuild tables and figures).
-REBUILD := --forcerun table curves
+REBUILD := --forcerun table curves verdicts
 
 run: $(STAMP)
 	snakemake --cores all $(REBUILD)
+
+# The headline verdicts: 5 seeds of FT and MeZO on SST-2 with MeZO's best-on-dev checkpoints (<= 2 h, 2 cores)
+verdicts: $(STAMP)
+	snakemake --cores all $(REBUILD) --configfile config/verdicts.yaml
 
 # Any suite by name: make suite S=smoke  (config/smoke.yaml; S=paper/mezo-opt13b for a paper suite)
 suite: $(STAMP)

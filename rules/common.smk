@@ -43,11 +43,17 @@ SCORECARDS = (
     if os.path.exists(REFERENCE)
     else []
 )
-FIGURES = [f"figures/{NAME}/{kind}.{ext}" for kind in ("loss", "accuracy") for ext in ("png", "pdf")]
+# Dev (and test) score at each checkpoint of every trained run (MeZO's best-on-dev protocol).
+CHECKPOINTS_CSV = f"results/tables/{NAME}-checkpoints.csv"
+FIGURES = [
+    f"figures/{NAME}/{kind}.{ext}"
+    for kind in ("loss", "accuracy", "checkpoints", "claims")
+    for ext in ("png", "pdf")
+]
 # The suite's paper claims judged from the runs' per-example test results (zoharness.claims). Always
 # built: with no `claims:` the table is empty but says so, and it still checks every run's predictions.
-VERDICTS_CSV = f"results/tables/{NAME}-verdicts.csv"
-VERDICTS_MD = f"results/tables/{NAME}-verdicts.md"
+VERDICTS_CSV = f"results/tables/claims-{NAME}.csv"
+VERDICTS_MD = f"results/tables/claims-{NAME}.md"
 VERDICTS = [VERDICTS_CSV, VERDICTS_MD]
 SPLITS_ROOT = os.path.dirname(os.path.dirname(SPLIT))  # results/<suite>/splits
 

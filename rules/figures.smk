@@ -7,6 +7,8 @@ rule figures:
     input:
         table=TABLE_CSV,
         curves=CURVES_CSV,
+        checkpoints=CHECKPOINTS_CSV,
+        claims=VERDICTS_CSV,
     output:
         FIGURES,
     params:
@@ -16,4 +18,4 @@ rule figures:
         f"logs/figures/{NAME}.log",
     shell:
         "python -m zoharness figures --suite {params.suite} --table {input.table:q} --curves {input.curves:q} "
-        "--out-dir {params.out_dir:q} > {log:q} 2>&1"
+        "--checkpoints {input.checkpoints:q} --claims {input.claims:q} --out-dir {params.out_dir:q} > {log:q} 2>&1"

@@ -26,11 +26,13 @@ rule curves:
         logs=train_logs,
         metrics=metrics_files,
     output:
-        CURVES_CSV,
+        curves=CURVES_CSV,
+        checkpoints=CHECKPOINTS_CSV,
     log:
         f"logs/curves/{NAME}.log",
     shell:
-        "python -m zoharness curves --out-csv {output:q} {input.logs:q} > {log:q} 2>&1"
+        "python -m zoharness curves --out-csv {output.curves:q} --out-checkpoints-csv {output.checkpoints:q} "
+        "{input.logs:q} > {log:q} 2>&1"
 
 
 rule scorecard:

@@ -53,11 +53,13 @@ def splits(tmp_path_factory):
     return root, [ex.uid for ex in examples], [task.prompt(ex).label for ex in examples]
 
 
-def write_run(root, splits, variant, seed, correct, test_score=None, ids=None):
-    """A finished run's three files; `correct` = the first k test examples are predicted right."""
+def write_run(root, splits, variant, seed, correct, test_score=None, ids=None, label=None, dev_score=None):
+    """A finished run's three files; `correct` = the first k test examples are predicted right. With
+    `label`, the variant is a MeZO variant shown under that label (a grid point)."""
     splits_root, test_ids, labels = splits
     run_dir = root / variant / f"seed{seed}"
-    cfg = suite({variant: {}}, seeds=[0, 1])
+    entry = {} if label is None else {"method": "mezo", "label": label}
+    cfg = suite({variant: entry}, seeds=[0, 1])
     spec = run_spec(cfg, "tiny-llama", "sst2", variant, seed)
     spec["split_sha256"] = sha256_file(split_manifest_path(splits_root, "sst2", seed))
     write_json_atomic(run_dir / "run_config.json", spec)
@@ -66,7 +68,12 @@ def write_run(root, splits, variant, seed, correct, test_score=None, ids=None):
     test = [{"id": i, "prediction": p} for i, p in zip(ids or test_ids, preds, strict=True)]
     write_json_atomic(run_dir / "predictions.json", {"dev": [], "test": test})
     score = right.mean() if test_score is None else test_score
-    metrics = {"artifact_format": ARTIFACT_FORMAT, "suite": "t", "test_score": float(score)}
+    metrics = {
+        "artifact_format": ARTIFACT_FORMAT,
+        "suite": "t",
+        "test_score": float(score),
+        "dev_score": dev_score,
+    }
     write_json_atomic(run_dir / "metrics.json", metrics)
     return run_dir
 
@@ -157,10 +164,33 @@ def test_claim_table_one_seed_against_two(tmp_path, splits):
     assert (one_mezo_seed.n_a, one_mezo_seed.n_b) == (1, 1)
     assert one_mezo_seed.verdict == AT_N1 and one_mezo_seed.ci_verdict == "supported"
     # A claim only on other tasks of the suite would have no rows; a missing variant is named.
-    with pytest.raises(DataError, match=r"claim 'x' on tiny-llama · sst2: no runs of variant\(s\) \['fo'\]"):
+    with pytest.raises(DataError, match=r"claim 'x' on tiny-llama · sst2: no runs of variant or label 'fo'"):
         verdict_table([{**CLAIM, "name": "x", "b": "fo"}], dirs, DATA, splits[0])
     with pytest.raises(DataError, match=r"a run of suite 't', not 'main'"):
         verdict_table([CLAIM], dirs, DATA, splits[0], suite="main")
+
+
+def test_a_label_is_the_variant_with_the_best_dev_score(tmp_path, splits):
+    """A paper's lr grid shown as one row ("MeZO"): the claim compares the grid point dev picks (mean
+    over seeds), never the one test would pick."""
+    dirs = [
+        write_run(tmp_path, splits, "zero_shot", 0, correct=3),
+        write_run(tmp_path, splits, "mezo_lr1", 0, correct=11, label="MeZO", dev_score=0.5),  # best on test
+        write_run(tmp_path, splits, "mezo_lr1", 1, correct=11, label="MeZO", dev_score=0.7),
+        write_run(tmp_path, splits, "mezo_lr2", 0, correct=6, label="MeZO", dev_score=0.625),  # best on dev
+        write_run(tmp_path, splits, "mezo_lr2", 1, correct=6, label="MeZO", dev_score=0.625),
+    ]
+    row = verdict_table([{**CLAIM, "a": "MeZO"}], dirs, DATA, splits[0], suite="t").iloc[0]
+    assert (row.a, row.a_variant, row.b_variant, row.n_a) == ("MeZO", "mezo_lr2", "zero_shot", 2)
+    assert row.effect == pytest.approx(0.25, abs=1e-12)  # 6/12 - 3/12
+    assert "MeZO (mezo_lr2, best dev) > zero_shot" in to_markdown(pd.DataFrame([row]))
+    with pytest.raises(DataError, match="not every run has a dev score"):
+        verdict_table(
+            [{**CLAIM, "a": "MeZO"}],
+            [*dirs, write_run(tmp_path, splits, "mezo_lr3", 0, 1, label="MeZO")],
+            DATA,
+            splits[0],
+        )
 
 
 def _cell(seeds, n=4):
@@ -232,7 +262,7 @@ def test_cli_writes_csv_and_markdown(tmp_path, splits, capsys):
         write_run(tmp_path, splits, "mezo", 0, correct=9),
     ]
     common = ["verdicts", "--suite", "t", "--data-dir", str(DATA), "--splits-root", str(splits[0])]
-    out_csv, out_md = tmp_path / "tables" / "t-verdicts.csv", tmp_path / "tables" / "t-verdicts.md"
+    out_csv, out_md = tmp_path / "tables" / "claims-t.csv", tmp_path / "tables" / "claims-t.md"
     outs = ["--out-csv", str(out_csv), "--out-md", str(out_md)]
     assert main([*common, "--claims-json", json.dumps([CLAIM]), *outs, *map(str, dirs)]) == 0
     df = pd.read_csv(out_csv)

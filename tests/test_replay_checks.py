@@ -42,8 +42,9 @@ def _sparse_run(tmp_path, model_refs, mask_arg):
     return run_dir
 
 
-def _replay(capsys, run_dir, model_ref, out, *inputs):
+def _replay(capsys, run_dir, model_ref, out, *inputs, upto=None):
     argv = ["replay", "--run-dir", str(run_dir), "--model-ref", str(model_ref), "--out", str(out)]
+    argv += [] if upto is None else ["--upto", upto]
     for item in inputs:
         argv += ["--input", item]
     capsys.readouterr()
@@ -219,3 +220,23 @@ def test_happy_path_reproduces_the_trained_weights_and_records_what_it_used(
 def test_malformed_input_option_is_a_one_line_error(tmp_path, capsys, bad):
     rc, err = _replay(capsys, tmp_path, tmp_path / "model_ref.json", tmp_path / "out", bad)
     assert rc == 2 and f"--input {bad!r}: expected NAME=PATH" in _one_line_error(err)
+
+
+def test_upto_defaults_to_the_reported_checkpoint_and_takes_a_step_count(tmp_path, model_refs, capsys):
+    """--upto best (the default) replays to metrics.json best_step: the model whose scores the run
+    reported; last replays every step; a count past the log's end is refused."""
+    run_dir, metrics = _mezo_run(tmp_path, model_refs)
+    reported = read_json(run_dir / "metrics.json")
+    reported["best_step"] = 1  # as if the first checkpoint had had the best dev score
+    write_json_atomic(run_dir / "metrics.json", reported)
+    for upto, steps in ((None, 1), ("last", 3), ("2", 2)):
+        out = tmp_path / f"out-{upto}"
+        rc, _ = _replay(capsys, run_dir, model_refs["llama"], out, upto=upto)
+        assert rc == 0
+        assert read_json(out / "replay_info.json")["steps_replayed"] == steps
+    for bad, says in (
+        ("4", "cannot replay 4 steps, the log holds 3"),
+        ("x", "expected best, last or a number"),
+    ):
+        rc, err = _replay(capsys, run_dir, model_refs["llama"], tmp_path / "bad", upto=bad)
+        assert rc == 2 and says in _one_line_error(err)

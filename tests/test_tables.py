@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from zoharness.io import read_json
+from zoharness.io import read_json, write_json_atomic
 from zoharness.plotting import suite_figures
 from zoharness.tables import read_curves, read_details, write_curves, write_details, write_tables
 
@@ -133,3 +133,56 @@ def test_artifacts_of_the_old_layout_are_refused_clearly(tmp_path):
     ):
         write_tables([path], "t", tmp_path / "t.csv", tmp_path / "t.md", tmp_path / "t-runs.csv")
     assert not (tmp_path / "t.csv").exists()
+
+
+def _with_curve(tmp_path, path, curve, best_step):
+    """A fixture run's metrics.json with a constructed checkpoint curve."""
+    metrics = read_json(path)
+    metrics.update(dev_curve=curve, best_step=best_step)
+    out = tmp_path / path.relative_to(FIXTURES)
+    write_json_atomic(out, metrics)
+    return out
+
+
+def test_checkpoints_table_and_figure_and_claims_figure(tables, tmp_path):
+    from zoharness.tables import write_checkpoints
+
+    mezo = [p for p in METRICS if p.parts[-3] == "mezo"]
+    zero_shot = next(p for p in METRICS if p.parts[-3] == "zero_shot")
+    paths = [
+        _with_curve(
+            tmp_path,
+            mezo[0],
+            [
+                {"step": 2, "dev_score": 0.75, "test_score": 0.5},
+                {"step": 5, "dev_score": 0.5, "test_score": 0.625},
+            ],
+            2,
+        ),
+        _with_curve(tmp_path, mezo[1], [{"step": 2, "dev_score": 0.5}, {"step": 5, "dev_score": 0.625}], 5),
+        zero_shot,  # evaluation only: no checkpoints
+    ]
+    table = write_checkpoints(paths, tmp_path / "checkpoints.csv")
+    assert list(table["step"]) == [2, 5, 2, 5] and list(table["best"]) == [True, False, False, True]
+    assert list(table["dev_score"]) == [0.75, 0.5, 0.5, 0.625]
+    assert table["test_score"].isna().tolist() == [False, False, True, True]
+    claims = pd.DataFrame(
+        [
+            {"claim": "x-beats-y", "a": "x", "b": "y", "direction": ">", "margin": 0.0, "model": "m", "task": "t",
+             "effect": 0.05, "ci_low": 0.01, "ci_high": 0.09, "verdict": "supported"},
+            {"claim": "x-like-y", "a": "x", "b": "y", "direction": "≈", "margin": 0.02, "model": "m", "task": "t",
+             "effect": -0.01, "ci_low": -0.04, "ci_high": 0.02, "verdict": "inconclusive"},
+        ]
+    )  # fmt: skip
+    claims.to_csv(tmp_path / "claims.csv", index=False)
+    write_curves(LOGS, tmp_path / "curves.csv")
+    out = suite_figures(
+        tables[".csv"],
+        tmp_path / "curves.csv",
+        tmp_path / "fig",
+        "smoke",
+        tmp_path / "checkpoints.csv",
+        tmp_path / "claims.csv",
+    )
+    assert {p.name for p in out} >= {"checkpoints.png", "checkpoints.pdf", "claims.png", "claims.pdf"}
+    assert all(p.stat().st_size > 5000 for p in out)

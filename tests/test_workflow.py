@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tests.conftest import ROOT
@@ -102,10 +103,12 @@ def test_tiny_end_to_end_run_then_nothing_to_do(workdir):
     for rel in (
         "results/tables/smoke.csv",
         "results/tables/smoke.md",
-        "results/tables/smoke-verdicts.csv",
-        "results/tables/smoke-verdicts.md",
+        "results/tables/claims-smoke.csv",
+        "results/tables/claims-smoke.md",
         "figures/smoke/loss.png",
         "figures/smoke/accuracy.pdf",
+        "figures/smoke/checkpoints.png",
+        "figures/smoke/claims.pdf",
         "figures/smoke/sparse-density.png",
         "figures/smoke/sparse-memory.pdf",
         "resources/masks/tiny-llama/wiki-passages/density~0.01-global.json",
@@ -113,6 +116,11 @@ def test_tiny_end_to_end_run_then_nothing_to_do(workdir):
         assert (workdir / rel).stat().st_size > 0, rel
     done = list((workdir / "results" / "smoke").glob("tiny-llama/sst2/*/seed*/metrics.json"))
     assert len(done) == len(runs(_suite("smoke")))
+    # eval.checkpoints: 2: every trained run has two checkpoints in the table, one of them reported
+    checkpoints = pd.read_csv(workdir / "results/tables/smoke-checkpoints.csv")
+    trained = checkpoints.groupby(["variant", "seed"])
+    assert trained.ngroups == len(runs(_suite("smoke"))) - len(_suite("smoke")["seeds"])  # all but zero-shot
+    assert (trained.size() == 2).all() and (trained["best"].sum() == 1).all()
     again = snakemake(workdir, "-n", "--configfile", "config/smoke.yaml")
     assert "Nothing to be done" in again.stdout + again.stderr
 
@@ -124,6 +132,8 @@ def test_paper_suite_plans_every_cell_with_fetch_and_scorecard(workdir):
     # 11 tasks x (zero-shot + ICL + 3 FT lrs + 2 MeZO lrs), one seed; the online source fetches each task.
     assert jobs["train"] == 11 * 7 and jobs["fetch_data"] == 11 and jobs["split"] == 11
     assert jobs["scorecard"] == 1 and "results/tables/scorecard-mezo-opt13b.md" in out.stdout
+    # its claims (MeZO > zero-shot, > ICL, ≈ FT) end in a verdict table beside the scorecard
+    assert jobs["verdicts"] == 1 and "results/tables/claims-mezo-opt13b.md" in out.stdout
 
 
 def test_sparse_ablation_suite_plans_one_mask_per_distinct_mask_and_shares_the_scores(workdir):

@@ -60,6 +60,8 @@ COLUMNS = [
     "mde",
     "verdict",
     "ci_verdict",
+    "a_variant",
+    "b_variant",
 ]
 # The verdict of a claim with a one-seed cell of a seed-dependent (trained) method: its CI misses the
 # seed-to-seed spread, so it decides nothing; "ci_verdict" keeps what the interval alone would say.
@@ -79,6 +81,8 @@ class RunScores:
     seed: int
     ids: tuple[str, ...]
     scores: np.ndarray  # [n_examples], metric units (0/1 correctness or F1 in [0, 1])
+    label: str = ""  # the variant's table label (a claim may name it: the best variant on dev)
+    dev_score: float = math.nan
 
 
 def split_manifest_path(splits_root, task: str, seed: int) -> Path:
@@ -188,7 +192,20 @@ def run_scores(run_dir, data_dir, splits_root, cache: dict | None = None) -> Run
             f"{metrics_path}: test_score {reported!r} differs from {mean!r}, the mean of the per-example "
             f"scores re-derived from {predictions_path}; the predictions and metrics of this run disagree"
         )
-    return RunScores(str(run_dir), suite, model, task_name, variant, method, seed, tuple(expected), scores)
+    dev_score = read_metrics(metrics_path).get("dev_score")
+    return RunScores(
+        str(run_dir),
+        suite,
+        model,
+        task_name,
+        variant,
+        method,
+        seed,
+        tuple(expected),
+        scores,
+        label=str(cfg.get("label", variant)),
+        dev_score=math.nan if dev_score is None else float(dev_score),
+    )
 
 
 def cells(runs: list[RunScores]) -> dict[tuple[str, str, str], dict[int, RunScores]]:
@@ -203,6 +220,27 @@ def cells(runs: list[RunScores]) -> dict[tuple[str, str, str], dict[int, RunScor
             )
         cell[run.seed] = run
     return out
+
+
+def resolve_side(name: str, model: str, task: str, by_cell: dict, what: str) -> str:
+    """The variant a claim's side names on (model, task): the variant itself, or, for a label several
+    variants share (a learning-rate grid shown as one row, "MeZO"), the one with the best mean dev score
+    over its seeds (as the paper picks its grid point; ties: the first in run order). Test never decides."""
+    if (model, task, name) in by_cell:
+        return name
+    labelled = [
+        variant
+        for (m, t, variant), cell in by_cell.items()
+        if m == model and t == task and next(iter(cell.values())).label == name
+    ]
+    if not labelled:
+        raise DataError(f"{what}: no runs of variant or label {name!r} among the run folders given")
+    dev = {v: float(np.mean([run.dev_score for run in by_cell[model, task, v].values()])) for v in labelled}
+    if any(math.isnan(d) for d in dev.values()):
+        raise DataError(
+            f"{what}: {name!r} is a label of {labelled}, but not every run has a dev score to pick by"
+        )
+    return max(labelled, key=lambda v: (dev[v], -labelled.index(v)))
 
 
 def cell_matrix(cell: dict[int, RunScores], seeds=None) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -288,14 +326,12 @@ def verdict_table(
         for model in models:
             for task in spec.get("tasks") or run_tasks:
                 what = f"claim {claim.name!r} on {model} · {task}"
-                missing = [v for v in (claim.a, claim.b) if (model, task, v) not in by_cell]
-                if missing:
-                    raise DataError(f"{what}: no runs of variant(s) {missing} among the run folders given")
-                a, b, n_a, n_b = paired(by_cell[model, task, claim.a], by_cell[model, task, claim.b], what)
+                va, vb = (resolve_side(side, model, task, by_cell, what) for side in (claim.a, claim.b))
+                a, b, n_a, n_b = paired(by_cell[model, task, va], by_cell[model, task, vb], what)
                 v = judge(claim, a, b, n_resamples=n_resamples, confidence=CONFIDENCE, seed=BOOTSTRAP_SEED)
                 one_seed = [
                     variant
-                    for variant, n in ((claim.a, n_a), (claim.b, n_b))
+                    for variant, n in ((va, n_a), (vb, n_b))
                     if n == 1 and not _seed_independent(by_cell[model, task, variant])
                 ]
                 rows.append(
@@ -321,6 +357,8 @@ def verdict_table(
                         # and one seed never shows that a method is better, whatever the interval says.
                         "verdict": AT_N1 if one_seed else v.verdict,
                         "ci_verdict": v.verdict,
+                        "a_variant": va,
+                        "b_variant": vb,
                     }
                 )
     return pd.DataFrame(rows, columns=COLUMNS)
@@ -343,13 +381,19 @@ def _cell(text) -> str:
     return str(text).replace("|", "\\|")
 
 
+def _side(name: str, variant) -> str:
+    """A claim's side as tested: a label shows the variant dev picked for it."""
+    return name if not isinstance(variant, str) or variant in ("", name) else f"{name} ({variant}, best dev)"
+
+
 def _statement(r) -> str:
+    a, b = _side(r.a, getattr(r, "a_variant", None)), _side(r.b, getattr(r, "b_variant", None))
     if r.direction == "≈":
-        return f"{r.a} ≈ {r.b} (±{_pp(r.margin, sign=False)})"
+        return f"{a} ≈ {b} (±{_pp(r.margin, sign=False)})"
     if r.margin:
         sign = "+" if r.direction == ">" else "−"
-        return f"{r.a} {r.direction} {r.b} {sign} {_pp(r.margin, sign=False)}"
-    return f"{r.a} {r.direction} {r.b}"
+        return f"{a} {r.direction} {b} {sign} {_pp(r.margin, sign=False)}"
+    return f"{a} {r.direction} {b}"
 
 
 def _verdict(r) -> str:

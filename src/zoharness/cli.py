@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from zoharness.io import BackendUnavailableError, DataError, sha256_file, write_json_atomic
+from zoharness.io import BackendUnavailableError, DataError, read_json, sha256_file, write_json_atomic
 
 
 def _cmd_list(args) -> int:
@@ -40,7 +40,6 @@ def _cmd_prepare_model(args) -> int:
 
 def _cmd_split(args) -> int:
     from zoharness.data import accepting_data_changes, make_split, refuse_changed_split
-    from zoharness.io import read_json
 
     manifest = make_split(
         args.task, args.data_dir, args.seed, args.num_train, args.num_dev, args.num_test, args.source
@@ -101,6 +100,13 @@ def _cmd_curves(args) -> int:
 
     curves = write_curves(args.logs, args.out_csv)
     print(f"{args.out_csv}: {len(curves)} steps of {curves.groupby(['variant', 'seed']).ngroups} runs")
+    if args.out_checkpoints_csv:
+        from zoharness.tables import write_checkpoints
+
+        table = write_checkpoints(
+            [Path(p).parent / "metrics.json" for p in args.logs], args.out_checkpoints_csv
+        )
+        print(f"{args.out_checkpoints_csv}: {len(table)} checkpoints")
     return 0
 
 
@@ -127,14 +133,34 @@ def _cmd_verdicts(args) -> int:
 def _cmd_figures(args) -> int:
     from zoharness.plotting import suite_figures
 
-    for p in suite_figures(args.table, args.curves, args.out_dir, args.suite):
+    for p in suite_figures(args.table, args.curves, args.out_dir, args.suite, args.checkpoints, args.claims):
         print(p)
     return 0
 
 
+def _replay_upto(args) -> int | None:
+    """--upto as a step count: "best" is the checkpoint the run reported (metrics.json best_step; all steps
+    for a run written before checkpoints were recorded), "last" every logged step."""
+    if args.upto == "last":
+        return None
+    if args.upto == "best":
+        metrics_path = Path(args.run_dir) / "metrics.json"
+        if not metrics_path.exists():
+            raise DataError(f"{metrics_path}: not found; --upto best needs a completed run (or pass a step)")
+        return read_json(metrics_path).get("best_step")
+    try:
+        upto = int(args.upto)
+    except ValueError:
+        raise DataError(f"--upto {args.upto!r}: expected best, last or a number of steps") from None
+    if upto < 0:
+        raise DataError(f"--upto {upto}: a number of steps must be >= 0")
+    return upto
+
+
 def _cmd_replay(args) -> int:
-    """Rebuild a ZO run's final weights from the base model and its train log; the base and every
-    input are checked against what the run recorded, and replay_info.json says what was used."""
+    """Rebuild a ZO run's weights from the base model and its train log (by default at the checkpoint the
+    run reported); the base and every input are checked against what the run recorded, and
+    replay_info.json says what was used."""
     from zoharness.replay import REPLAY_INFO, replay
 
     inputs = {}
@@ -145,9 +171,9 @@ def _cmd_replay(args) -> int:
         if name in inputs:
             raise DataError(f"--input {name}: given twice ({inputs[name]!r} and {path!r})")
         inputs[name] = path
-    _, info = replay(args.run_dir, args.model_ref, out_dir=args.out, inputs=inputs)
+    _, info = replay(args.run_dir, args.model_ref, out_dir=args.out, upto=_replay_upto(args), inputs=inputs)
     print(
-        f"replayed {info['steps_replayed']} steps; weights written to {args.out} "
+        f"replayed {info['steps_replayed']} of {info['total_steps']} steps; weights written to {args.out} "
         f"(base and inputs used: {Path(args.out) / REPLAY_INFO})"
     )
     return 0
@@ -232,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("curves", help="the training loss of every logged step (long format)")
     s.add_argument("--out-csv", required=True)
+    s.add_argument(
+        "--out-checkpoints-csv", help="also the dev/test score at each checkpoint (from each metrics.json)"
+    )
     s.add_argument("logs", nargs="+", help="train_log.jsonl files (the metrics.json beside each is read)")
     s.set_defaults(fn=_cmd_curves)
 
@@ -262,13 +291,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--suite", required=True)
     s.add_argument("--table", required=True)
     s.add_argument("--curves", required=True)
+    s.add_argument("--checkpoints", help="the checkpoints table (zoharness curves --out-checkpoints-csv)")
+    s.add_argument("--claims", help="the claims table (zoharness verdicts)")
     s.add_argument("--out-dir", required=True)
     s.set_defaults(fn=_cmd_figures)
 
-    s = sub.add_parser("replay", help="rebuild a ZO run's final weights from its train log")
+    s = sub.add_parser("replay", help="rebuild a ZO run's weights from its train log")
     s.add_argument("--run-dir", required=True)
     s.add_argument("--model-ref", required=True, help="the run's base model (its hash is checked)")
     s.add_argument("--out", required=True)
+    s.add_argument(
+        "--upto",
+        default="best",
+        help="steps to replay: best (default: the best dev checkpoint, whose scores the run reports), "
+        "last (every logged step) or a number",
+    )
     s.add_argument(
         "--input",
         action="append",

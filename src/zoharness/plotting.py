@@ -92,14 +92,99 @@ def accuracy_figure(wide: pd.DataFrame, suite: str, task_labels: dict[str, str])
     return fig
 
 
-def suite_figures(table_csv, curves_csv, out_dir, suite: str) -> list[Path]:
-    """The `figures` rule: loss.{png,pdf} from the curves table, accuracy.{png,pdf} from the table."""
+def checkpoint_figure(checkpoints: pd.DataFrame, suite: str):
+    """Dev (solid) and test (dashed, where the suite scores it: eval.test_curve) score at each checkpoint,
+    one panel per (model, task), one colour per method: the mean over seeds, a band of ± one std, and a
+    dot on each seed's reported (best-on-dev) checkpoint."""
+    panels = sorted(checkpoints.groupby(["model", "task"]).groups) if len(checkpoints) else []
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(5.5 * max(len(panels), 1), 3.8), squeeze=False)
+    for ax, (model, task) in zip(axes[0], panels, strict=False):
+        panel = checkpoints[(checkpoints["model"] == model) & (checkpoints["task"] == task)]
+        for i, (label, runs) in enumerate(sorted(panel.groupby("label"), key=lambda kv: kv[0])):
+            colour = f"C{i}"
+            n = runs["seed"].nunique()
+            for split, style in (("dev", "-"), ("test", "--")):
+                scores = runs.dropna(subset=[f"{split}_score"]).groupby("step")[f"{split}_score"]
+                if not len(scores):
+                    continue
+                mean, std = 100 * scores.mean(), 100 * scores.std().fillna(0)
+                name = f"{label} ({split}, seeds={n})"
+                ax.plot(mean.index, mean.to_numpy(), style, color=colour, marker=".", label=name)
+                ax.fill_between(mean.index, mean - std, mean + std, color=colour, alpha=0.12, linewidth=0)
+            best = runs[runs["best"].astype(bool)]
+            ax.plot(best["step"], 100 * best["dev_score"], "o", color=colour, markersize=6, alpha=0.6)
+        ax.set(title=f"{model} · {task}", xlabel="step", ylabel="score (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    if not panels:
+        axes[0][0].text(
+            0.5, 0.5, "no checkpoints (evaluation-only runs, or eval.checkpoints unset)", ha="center"
+        )
+    fig.suptitle(
+        f"Dev (solid) and test (dashed) at each checkpoint; dots: reported (best dev): suite {suite}",
+        fontsize=9,
+    )
+    return fig
+
+
+def claims_figure(claims: pd.DataFrame, suite: str):
+    """One row per judged claim: the effect (a − b, percentage points) and its 95% CI, the zero line, and
+    the claim's margin (a band ±margin for "≈", a line at the threshold for ">" and "<"); each row
+    names its verdict."""
+    fig, ax = plt.subplots(figsize=(7.5, 0.55 * max(len(claims), 1) + 1.4))
+    if claims.empty:
+        ax.text(0.5, 0.5, "no claims judged", ha="center", transform=ax.transAxes)
+    colours = {"supported": "C2", "contradicted": "C3"}
+    for y, row in enumerate(claims.itertuples(index=False)):
+        effect, low, high, margin = 100 * row.effect, 100 * row.ci_low, 100 * row.ci_high, 100 * row.margin
+        colour = colours.get(row.verdict, "C7")
+        ax.errorbar(effect, y, xerr=[[effect - low], [high - effect]], fmt="o", color=colour, capsize=4)
+        if row.direction == "≈":
+            ax.fill_betweenx([y - 0.4, y + 0.4], -margin, margin, color="C0", alpha=0.12, linewidth=0)
+        elif margin:
+            ax.plot([margin if row.direction == ">" else -margin] * 2, [y - 0.4, y + 0.4], ":", color="C0")
+        ax.annotate(
+            row.verdict, (high, y), xytext=(6, 0), textcoords="offset points", va="center", fontsize=7
+        )
+    ax.axvline(0, color="black", linewidth=0.8)
+    multi = claims[["model", "task"]].drop_duplicates().shape[0] > 1 if len(claims) else False
+    ax.set_yticks(
+        range(len(claims)),
+        [
+            f"{r.claim} ({r.a} {r.direction} {r.b})" + (f"\n{r.model} · {r.task}" if multi else "")
+            for r in claims.itertuples(index=False)
+        ],
+        fontsize=7,
+    )
+    ax.invert_yaxis()
+    ax.set(
+        xlabel="effect a − b, test metric (percentage points), 95% paired bootstrap CI",
+        title=f"Claims: suite {suite}",
+    )
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def suite_figures(
+    table_csv, curves_csv, out_dir, suite: str, checkpoints_csv=None, claims_csv=None
+) -> list[Path]:
+    """The `figures` rule: loss.{png,pdf} from the curves table, accuracy.{png,pdf} from the table, and,
+    when given, checkpoints.{png,pdf} (dev/test curves) and claims.{png,pdf} (effects with CIs)."""
     from zoharness.tables import read_curves, task_label
     from zoharness.tasks import get_task
 
     wide = pd.read_csv(table_csv)
     tasks = [c for c in wide.columns if f"{c}_std" in wide.columns and not c.endswith("_dev")]
     labels = {t: task_label(get_task(t)) for t in tasks}
-    return save_figure(loss_figure(read_curves(curves_csv), suite), out_dir, "loss") + save_figure(
+    paths = save_figure(loss_figure(read_curves(curves_csv), suite), out_dir, "loss") + save_figure(
         accuracy_figure(wide, suite, labels), out_dir, "accuracy"
     )
+    if checkpoints_csv is not None:
+        table = pd.read_csv(checkpoints_csv, dtype={"model": str, "task": str, "variant": str, "label": str})
+        paths += save_figure(checkpoint_figure(table, suite), out_dir, "checkpoints")
+    if claims_csv is not None:
+        claims = pd.read_csv(
+            claims_csv, dtype={"model": str, "task": str}, keep_default_na=False, na_values=[""]
+        )
+        paths += save_figure(claims_figure(claims, suite), out_dir, "claims")
+    return paths

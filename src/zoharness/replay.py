@@ -150,6 +150,8 @@ def replay(run_dir, model_ref, out_dir=None, upto: int | None = None, inputs: di
     )
     _check_noise(header, built, log_path, cfg["method"])
     base = _check_base(run_dir, model_ref)
+    if upto is not None and not 0 <= upto <= len(records):
+        raise DataError(f"{log_path}: cannot replay {upto} steps, the log holds {len(records)}")
     applied = records[:upto]
     for record in applied:
         trainer.replay(record)

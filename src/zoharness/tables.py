@@ -261,6 +261,32 @@ def read_curves(path) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"model": str, "task": str, "variant": str, "method": str})
 
 
+CHECKPOINT_COLUMNS = ["step", "dev_score", "test_score", "best"]
+
+
+def write_checkpoints(metrics_paths: list[str | Path], out_csv) -> pd.DataFrame:
+    """Dev (and test, with eval.test_curve) score at every checkpoint of every trained run, from its
+    metrics.json's dev_curve; `best` marks the checkpoint the run reported (MeZO's best-on-dev). Runs
+    written before checkpoints were recorded, and evaluation-only runs, have none."""
+    rows = []
+    for path in metrics_paths:
+        metrics = read_metrics(path)
+        run = {k: metrics[k] for k in RUN_KEYS}
+        for entry in metrics.get("dev_curve", []):
+            rows.append(
+                {
+                    **run,
+                    "step": entry["step"],
+                    "dev_score": entry["dev_score"],
+                    "test_score": entry.get("test_score"),
+                    "best": entry["step"] == metrics["best_step"],
+                }
+            )
+    table = pd.DataFrame(rows, columns=RUN_KEYS + CHECKPOINT_COLUMNS)
+    write_text_atomic(out_csv, table.to_csv(index=False))
+    return table
+
+
 def write_details(metrics_paths: list[str | Path], out_csv) -> pd.DataFrame:
     """Every scalar of every run's metrics.json, one row per (run, key), runs in the order given."""
     rows = []

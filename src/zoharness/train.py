@@ -18,6 +18,7 @@ optional module-level hooks).
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import shutil
@@ -33,6 +34,7 @@ import torch
 from tqdm import tqdm
 
 from zoharness import generation, models, scoring
+from zoharness.checkpoints import best_checkpoint, checkpoint_steps, curve_from_records
 from zoharness.data import Split, data_dir, load_split
 from zoharness.devices import pick_device
 from zoharness.io import (
@@ -155,6 +157,18 @@ class Run:
     # loop:
     model_bytes: int = 0
     train_memory: dict = field(default_factory=dict)
+    # MeZO's checkpoint protocol (zoharness.checkpoints): a method that cannot replay keeps the weights of
+    # its best dev checkpoint so far, (steps done, state dict); None until one is taken
+    best_weights: tuple[int, dict] | None = None
+
+    @property
+    def checkpoint_steps(self) -> list[int]:
+        """Steps after which dev is evaluated; the last one is the run's end (evaluate, not the loop)."""
+        return checkpoint_steps(self.total, self.cfg["eval"].get("checkpoints", 1))
+
+    @property
+    def test_curve(self) -> bool:
+        return bool(self.cfg["eval"].get("test_curve", False))
 
     @property
     def work(self) -> Path:
@@ -194,8 +208,8 @@ def train(
         resume(run)
         if not loop(run, stop_after):
             return None  # stopped early on request: the in-progress log is the run's state
-        results, eval_s = evaluate(run)
-        return write(run, results, eval_s)
+        results, checkpoints, eval_s = evaluate(run)
+        return write(run, results, checkpoints, eval_s)
     finally:
         unlock_run(out_dir, lock)
 
@@ -329,6 +343,7 @@ def loop(run: Run, stop_after: int | None) -> bool:
     sampler = BatchSampler(len(run.train_set), run.batch_size, run.cfg["seed"])
     segments_path, header_sha = run.work / SEGMENTS, sha256_json(run.header)
     records, segment, total = run.records, run.segment, run.total
+    mid_checkpoints = set(run.checkpoint_steps[:-1])  # the last step is evaluate()'s
     with (
         run.log_path.open("a", encoding="utf-8") as log,
         tqdm(
@@ -358,6 +373,11 @@ def loop(run: Run, stop_after: int | None) -> bool:
                 "n_tokens": batch.n_tokens,
                 "n_padding": batch.n_padding,
             }
+            if step + 1 in mid_checkpoints:
+                # In the record, so a resumed run keeps it; its seconds are a phase outside elapsed_s.
+                t0 = time.perf_counter()
+                record["checkpoint"] = _checkpoint(run, step + 1)
+                phases["checkpoint_eval"] = time.perf_counter() - t0
             log.write(dumps(record) + "\n")
             log.flush()
             records.append(record)
@@ -378,12 +398,12 @@ def loop(run: Run, stop_after: int | None) -> bool:
     return True
 
 
-def evaluate(run: Run) -> tuple[dict, float]:
-    """Dev and test with the trained model ({split: result with "ids"}, seconds). The method may bring its
-    own prompts (ICL prepends demonstrations per example); the examples are always the split's."""
-    eval_start = time.perf_counter()
+def _evaluate_splits(run: Run, names: tuple[str, ...]) -> dict:
+    """{split: result with "ids"} of the model as it is now. The method may bring its own prompts (ICL
+    prepends demonstrations per example); the examples are always the split's."""
     results = {}
-    for name, examples in (("dev", run.split.dev), ("test", run.split.test)):
+    for name in names:
+        examples = getattr(run.split, name)
         prompts = run.hooks.eval_prompts(
             run.params, run.task, run.split.train, examples, name, run.cfg["seed"]
         )
@@ -391,7 +411,79 @@ def evaluate(run: Run) -> tuple[dict, float]:
             run.model, run.tokenizer, run.task, prompts, run.cfg["eval"], run.device
         )
         results[name]["ids"] = [ex.uid for ex in examples]
-    return results, time.perf_counter() - eval_start
+    return results
+
+
+def _scores(results: dict) -> dict:
+    return {f"{name}_score": r["score"] for name, r in results.items()}
+
+
+def _checkpoint(run: Run, steps_done: int) -> dict:
+    """A checkpoint in the loop: dev (and test with eval.test_curve) scored now. A method that cannot
+    replay copies its weights when this checkpoint is the best so far (the same rule evaluate applies)."""
+    scores = _scores(_evaluate_splits(run, ("dev", "test") if run.test_curve else ("dev",)))
+    if not run.trainer.can_replay:
+        so_far = [*curve_from_records(run.records), {"step": steps_done, **scores}]
+        if best_checkpoint(so_far)["step"] == steps_done:
+            state = {k: v.detach().to("cpu", copy=True) for k, v in run.model.state_dict().items()}
+            run.best_weights = (steps_done, state)
+    return scores
+
+
+def _rewind(run: Run, steps_done: int) -> None:
+    """The model as it was after `steps_done` steps: replayed from the base weights along the log (ZO:
+    bit-exact, no forwards, no stored weights), or the copy `_checkpoint` kept."""
+    if run.trainer.can_replay:
+        run.model = run.trainer = None  # let the trained weights go before the base is loaded again
+        gc.collect()
+        model, _ = models.load(run.model_ref_path, run.cfg["precision"]["weights"], run.device)
+        trainer = as_trainer(
+            run.module.build(model, run.params, run.cfg["seed"], **run.inputs), model, run.cfg["method"]
+        )
+        for record in run.records[:steps_done]:
+            trainer.replay(record)
+        run.model, run.trainer = model, trainer
+    else:
+        kept_step, state = run.best_weights
+        assert kept_step == steps_done, (kept_step, steps_done)
+        run.model.load_state_dict(state)
+        run.best_weights = None
+
+
+def evaluate(run: Run) -> tuple[dict, dict, float]:
+    """Dev and test of the reported model ({split: result with "ids"}), the checkpoint summary, seconds.
+
+    The reported model is the best dev checkpoint (MeZO's protocol, eval.checkpoints); with one checkpoint,
+    or when the last is the best, it is the trained model as it stands."""
+    eval_start = time.perf_counter()
+    if not run.total:
+        return _evaluate_splits(run, ("dev", "test")), {}, time.perf_counter() - eval_start
+    curve = curve_from_records(run.records)
+    # Test at the last step only when it is reported whatever dev says, or for the curve.
+    final = _evaluate_splits(run, ("dev", "test") if run.test_curve or not curve else ("dev",))
+    curve.append({"step": run.total, **_scores(final)})
+    best = best_checkpoint(curve)
+    if best["step"] == run.total:
+        results = {**final, **({} if "test" in final else _evaluate_splits(run, ("test",)))}
+    else:
+        _rewind(run, best["step"])
+        results = _evaluate_splits(run, ("dev", "test"))
+        if results["dev"]["score"] != best["dev_score"]:
+            print(
+                f"[zoharness] {run.out_dir}: dev score at the best checkpoint (step {best['step']}) was "
+                f"{best['dev_score']}, {results['dev']['score']} after rewinding to it",
+                file=sys.stderr,
+            )
+    summary = {
+        "checkpoint_steps": run.checkpoint_steps,
+        "best_step": best["step"],
+        # Evaluated again after rewinding: equal to the checkpoint's when replay (or the copy) is exact.
+        "best_dev_rescored": results["dev"]["score"],
+        "final_dev_score": final["dev"]["score"],
+        "final_test_score": final["test"]["score"] if "test" in final else None,
+        "dev_curve": curve,
+    }
+    return results, summary, time.perf_counter() - eval_start
 
 
 def _padding_fraction(parts: list[dict]) -> float | None:
@@ -408,7 +500,7 @@ def _phase_totals(records: list[dict]) -> dict[str, float]:
     return totals
 
 
-def _metrics(run: Run, results: dict, eval_s: float) -> dict:
+def _metrics(run: Run, results: dict, checkpoints: dict, eval_s: float) -> dict:
     """metrics.json: what the run is, its scores, its cost, and which process measured what."""
     cfg, records, segment = run.cfg, run.records, run.segment
     step_times = [r["elapsed_s"] for r in records]
@@ -428,6 +520,8 @@ def _metrics(run: Run, results: dict, eval_s: float) -> dict:
         "task_kind": run.task.kind,
         **_eval_metrics("dev", results["dev"]),
         **_eval_metrics("test", results["test"]),
+        # MeZO's checkpoint protocol: the scores above are the best dev checkpoint's (best_step)
+        **checkpoints,
         "n_train": len(run.train_examples),
         "n_dev": results["dev"]["n"],
         "n_test": results["test"]["n"],
@@ -464,10 +558,10 @@ def _metrics(run: Run, results: dict, eval_s: float) -> dict:
     }
 
 
-def write(run: Run, results: dict, eval_s: float) -> dict:
+def write(run: Run, results: dict, checkpoints: dict, eval_s: float) -> dict:
     """The run's outputs, metrics.json last (its presence means the run completed); then the in-progress
     directory goes. Returns the metrics."""
-    metrics = _metrics(run, results, eval_s)
+    metrics = _metrics(run, results, checkpoints, eval_s)
     predictions = {
         name: [{"id": i, "prediction": p} for i, p in zip(r["ids"], r["predictions"], strict=True)]
         for name, r in results.items()
