@@ -163,6 +163,10 @@ def test_claim_table_one_seed_against_two(tmp_path, splits):
     one_mezo_seed = verdict_table([flipped], dirs[:2], DATA, splits[0]).iloc[0]
     assert (one_mezo_seed.n_a, one_mezo_seed.n_b) == (1, 1)
     assert one_mezo_seed.verdict == AT_N1 and one_mezo_seed.ci_verdict == "supported"
+    assert np.isnan(one_mezo_seed.p_value)  # "inconclusive: n=1", never a p-value
+    assert "| – | **inconclusive at n=1** (CI alone: supported) |" in to_markdown(
+        pd.DataFrame([one_mezo_seed])
+    )
     # A claim only on other tasks of the suite would have no rows; a missing variant is named.
     with pytest.raises(DataError, match=r"claim 'x' on tiny-llama · sst2: no runs of variant or label 'fo'"):
         verdict_table([{**CLAIM, "name": "x", "b": "fo"}], dirs, DATA, splits[0])

@@ -351,7 +351,8 @@ def verdict_table(
                         "effect": v.effect,
                         "ci_low": v.ci_low,
                         "ci_high": v.ci_high,
-                        "p_value": v.p_value,
+                        # A one-seed trained cell tests nothing about training: no p-value to misread.
+                        "p_value": math.nan if one_seed else v.p_value,
                         "mde": v.mde,
                         # One seed of a trained method: the interval covers test-example noise only,
                         # and one seed never shows that a method is better, whatever the interval says.
@@ -374,6 +375,10 @@ def _pp(x: float, sign: bool = True) -> str:
     """Metric units as percentage points, one decimal ("+20.2"); a rounded -0.0 prints as +0.0 (or 0.0)."""
     value = round(100 * x, 1) + 0.0
     return f"{value:+.1f}" if sign else f"{value:.1f}"
+
+
+def _p(p: float) -> str:
+    return "–" if p is None or math.isnan(p) else f"{p:.2g}"
 
 
 def _cell(text) -> str:
@@ -438,7 +443,7 @@ def to_markdown(df: pd.DataFrame, suite: str | None = None) -> str:
         lines.append(
             f"| {_cell(r.paper)} | {_cell(r.claim)} | {_statement(r)} | {_cell(r.source)} | "
             f"{r.model} | {r.task} | {r.n_a}, {r.n_b} | "
-            f"{r.n_examples} | {ci} | {_pp(r.mde, sign=False)} | {r.p_value:.2g} | {_verdict(r)} |"
+            f"{r.n_examples} | {ci} | {_pp(r.mde, sign=False)} | {_p(r.p_value)} | {_verdict(r)} |"
         )
     if df.empty:
         lines += ["", "This suite declares no claims (`claims:` in its config)."]

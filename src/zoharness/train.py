@@ -11,7 +11,9 @@ removed only after every output is written, so a failure while writing them (a f
 replay, not the trajectory.
 
 A run is five stages, read top to bottom in `train`: prepare (load everything), resume (the in-progress
-log), loop (the steps), evaluate (dev and test), write (the outputs, metrics.json last). The method is
+log), loop (the steps; dev at MeZO's checkpoints, eval.checkpoints), evaluate (dev and test of the best dev
+checkpoint: the last step, or an earlier one rebuilt by replay or from a kept copy), write (the outputs,
+metrics.json last). The method is
 seen only through zoharness.trainer.Trainer (what its build returned) and methods.method_hooks (its
 optional module-level hooks).
 """
