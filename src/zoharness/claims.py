@@ -183,7 +183,8 @@ def run_scores(run_dir, data_dir, splits_root, cache: dict | None = None) -> Run
         ],
         dtype=float,
     )
-    reported = read_metrics(metrics_path).get("test_score")
+    metrics = read_metrics(metrics_path)
+    reported = metrics.get("test_score")
     mean = float(scores.mean())
     if not isinstance(reported, int | float) or not math.isclose(
         mean, reported, rel_tol=0, abs_tol=SCORE_TOLERANCE
@@ -192,7 +193,7 @@ def run_scores(run_dir, data_dir, splits_root, cache: dict | None = None) -> Run
             f"{metrics_path}: test_score {reported!r} differs from {mean!r}, the mean of the per-example "
             f"scores re-derived from {predictions_path}; the predictions and metrics of this run disagree"
         )
-    dev_score = read_metrics(metrics_path).get("dev_score")
+    dev_score = metrics.get("dev_score")
     return RunScores(
         str(run_dir),
         suite,
