@@ -16,6 +16,8 @@ include: "rules/common.smk"
 include: "rules/models.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
+# RapidIn, in a suite with an influence: block (before the methods' rules, which may report on it)
+include: "rules/influence.smk"
 # A method's rule file joins by being there (rules/methods/<id>.smk): no list to edit.
 for _method_rules in sorted(glob.glob("rules/methods/*.smk", root_dir=workflow.basedir)):
 

@@ -121,7 +121,13 @@ def split_inputs(wildcards):
     manifest = SPLIT.format(task=wildcards.task, seed=wildcards.seed)
     protocol = {k: DATA[k] for k in ("num_train", "num_dev", "num_test", "source")}
     change = check_frozen_split(
-        manifest, DATA_DIR, wildcards.task, int(wildcards.seed), **protocol, accept=accepting_data_changes()
+        manifest,
+        DATA_DIR,
+        wildcards.task,
+        int(wildcards.seed),
+        **protocol,
+        accept=accepting_data_changes(),
+        plant=DATA.get("plant"),
     )
     if change:
         print(f"{ACCEPT_ENV} is set; resampling:\n{change}", file=sys.stderr)

@@ -42,7 +42,7 @@ def make_run(
     if not split_path.exists():
         d = cfg["data"]
         manifest = make_split(
-            task, data_dir(d), seed, d["num_train"], d["num_dev"], d["num_test"], d["source"]
+            task, data_dir(d), seed, d["num_train"], d["num_dev"], d["num_test"], d["source"], d.get("plant")
         )
         write_json_atomic(split_path, manifest)
     run_dir = root / method / f"seed{seed}"

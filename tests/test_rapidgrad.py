@@ -176,7 +176,7 @@ def test_low_precision_input_is_sketched_in_float32():
 
 def test_header_records_the_map():
     h = RapidGrad(4000, (32, 8), seed=5, lam=3).header()
-    assert h["sketch"] == "rapidgrad" and h["format"] == 1 and h["seed"] == 5 and h["lam"] == 3
+    assert h["sketch"] == "rapidgrad" and h["format"] == 2 and h["seed"] == 5 and h["lam"] == 3
     assert h["ks"] == [8, 32] and h["dim"] == 4000 and h["padded_dim"] == 4000 and h["reshape"] == [250, 16]
     assert h["normalise"] is False and "randperm" in h["draw_order"] and h["torch"]
 

@@ -175,3 +175,22 @@ def test_hosted_rewriter_suite_plans_without_a_key_or_network(workdir):
     assert out.returncode == 0, out.stderr
     assert planned(out.stdout)["rephrase"] == 2
     assert "resources/rephrased/gpt-4o-mini-oat/sst2/seed0.jsonl" in out.stdout
+
+
+def test_influence_suite_plans_a_cache_and_a_retrieval_per_explained_run(workdir):
+    out = snakemake(workdir, "-n", "--configfile", "config/influence.yaml")
+    assert out.returncode == 0, out.stderr
+    jobs = planned(out.stdout)
+    explained = _suite("influence")["influence"]["variants"]
+    assert jobs["influence_cache"] == jobs["influence_retrieve"] == len(explained) and jobs["influence_table"] == 1
+    assert "results/influence/influence/smollm2-135m/sst2/fo/seed0/triggered/scores.safetensors" in out.stdout
+    assert "figures/influence/influence-validation.png" in out.stdout
+
+
+def test_influence_oat_suite_plans_the_rephrase_influence_table(workdir):
+    out = snakemake(workdir, "-n", "--configfile", "config/influence-oat.yaml")
+    assert out.returncode == 0, out.stderr
+    jobs = planned(out.stdout)
+    assert jobs["influence_cache"] == 2 and jobs["rephrase_influence"] == 1 and jobs["rephrase"] == 1
+    # the plain MeZO run's scores are the paired baseline
+    assert "--baseline-scores results/influence-oat/influence/smollm2-135m/sst2/mezo/seed0/test/scores.safetensors" in out.stdout

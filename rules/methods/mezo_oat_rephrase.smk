@@ -100,3 +100,49 @@ rule rephrase_figure:
         "python -m zoharness rephrase-figure --suite {params.suite} --out-dir {params.out_dir:q} "
         "--runs {input.runs:q} --curves {input.curves:q} --table {input.table:q} --methods {params.methods} "
         "> {log:q} 2>&1"
+
+
+# RapidIn on the rephrase runs, when the suite's influence block explains them (rules/influence.smk): are
+# the rephrased training examples more or less influential than the originals, within the run and
+# against the same examples in the suite's plain MeZO run of the same seed (when that one is explained too).
+_BASELINES = [
+    v
+    for v in explained_variants(SUITE)
+    if SUITE["variants"][v]["method"] in {method_module(r).COMPARE_WITH for r in REPHRASE_VARIANTS}
+]
+REPHRASE_INFLUENCE = f"results/tables/{NAME}-rephrase-influence-{{model}}-{{task}}-{{variant}}-seed{{seed}}"
+if INFLUENCE:
+    EXTRA_TARGETS += [
+        f"{REPHRASE_INFLUENCE}.{ext}".format(model=m, task=t, variant=v, seed=s)
+        for m, t, v, s in runs(SUITE)
+        if v in REPHRASE_VARIANTS and v in explained_variants(SUITE)
+        for ext in ("csv", "md")
+    ]
+
+    rule rephrase_influence:
+        conda:
+            CONDA_ENV
+        input:
+            scores=f"{INFLUENCE_OUT}/scores.safetensors".replace("{queries}", INFLUENCE["queries"]),
+            rephrased=lambda w: INPUT_FILES["rephrased"](w),
+            baseline=lambda w: (
+                [
+                    f"{INFLUENCE_OUT}/scores.safetensors".format(
+                        model=w.model, task=w.task, variant=_BASELINES[0], seed=w.seed, queries=INFLUENCE["queries"]
+                    )
+                ]
+                if _BASELINES
+                else []
+            ),
+        output:
+            csv=f"{REPHRASE_INFLUENCE}.csv",
+            md=f"{REPHRASE_INFLUENCE}.md",
+        wildcard_constraints:
+            variant=_alternation(REPHRASE_VARIANTS or ["-"]),
+        params:
+            baseline=lambda w, input: f"--baseline-scores {shlex.quote(input.baseline[0])}" if input.baseline else "",
+        log:
+            f"logs/rephrase_influence/{NAME}/{{model}}/{{task}}/{{variant}}/seed{{seed}}.log",
+        shell:
+            "python -m zoharness influence-rephrase --scores {input.scores:q} --rephrased {input.rephrased:q} "
+            "{params.baseline} --out-csv {output.csv:q} --out-md {output.md:q} > {log:q} 2>&1"

@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from zoharness.influence import commands as influence_commands
 from zoharness.io import BackendUnavailableError, DataError, read_json, sha256_file, write_json_atomic
 
 
@@ -41,8 +42,9 @@ def _cmd_prepare_model(args) -> int:
 def _cmd_split(args) -> int:
     from zoharness.data import accepting_data_changes, make_split, refuse_changed_split
 
+    plant = json.loads(args.plant) if args.plant else None
     manifest = make_split(
-        args.task, args.data_dir, args.seed, args.num_train, args.num_dev, args.num_test, args.source
+        args.task, args.data_dir, args.seed, args.num_train, args.num_dev, args.num_test, args.source, plant
     )
     if Path(args.out).exists():  # frozen: rewritten with the same content, or for another request
         accept = args.accept_data_changes or accepting_data_changes()
@@ -218,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--num-dev", type=lambda v: None if v in ("None", "null", "") else int(v), default=None)
     s.add_argument("--num-test", type=int, required=True)
     s.add_argument("--source", choices=("offline", "online"), default="offline")
+    s.add_argument(
+        "--plant", default="", help="JSON of the suite's data.plant (zoharness.plant); empty: none"
+    )
     s.add_argument("--out", required=True)
     s.add_argument(
         "--accept-data-changes",
@@ -315,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(fn=_cmd_replay)
     _add_method_commands(sub)
+    influence_commands.register(sub)  # RapidIn (rules/influence.smk)
     return p
 
 

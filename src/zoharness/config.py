@@ -73,7 +73,35 @@ def validate(config: dict, where: str = "config") -> dict:
                 f"{where}: variants.{name}.seeds {extra} are not among the suite's seeds {cfg['seeds']}"
             )
     cfg["claims"] = _normalise_claims(cfg, where)
+    _check_influence(cfg, where)
     return cfg
+
+
+def _check_influence(cfg: dict, where: str) -> None:
+    """The `influence:` block against the rest of the suite (its shape is the schema's)."""
+    spec = cfg.get("influence")
+    if spec is None:
+        return
+    unknown = [v for v in spec["variants"] if v not in cfg["variants"]]
+    if unknown:
+        raise ConfigError(
+            f"{where}: influence.variants {unknown} are not variants of the suite {list(cfg['variants'])}"
+        )
+    if spec["queries"] == "triggered" and "plant" not in cfg["data"]:
+        raise ConfigError(
+            f"{where}: influence.queries is 'triggered' but the suite plants no trigger (data.plant)"
+        )
+    if spec["target"] == "planted" and "plant" not in cfg["data"]:
+        raise ConfigError(
+            f"{where}: influence.target is 'planted' but the suite plants no trigger (data.plant)"
+        )
+    odd = [k for k in spec["ks"] if k & (k - 1)]
+    if odd:
+        raise ConfigError(
+            f"{where}: influence.ks {odd} are not powers of two (RapidGrad pads to a multiple of every K)"
+        )
+    if len(set(spec["ks"])) != len(spec["ks"]):
+        raise ConfigError(f"{where}: influence.ks has duplicates: {spec['ks']}")
 
 
 def _legacy_methods_key(config: dict, where: str) -> dict:
@@ -97,6 +125,15 @@ def _check_data(cfg: dict, where: str) -> None:
             pool_layout(get_task(t), cfg["data"]["source"])
         except DataUnavailableError as e:
             raise ConfigError(f"{where}: tasks: {e}") from None
+    if "plant" in cfg["data"]:
+        from zoharness import plant
+        from zoharness.io import DataError
+
+        for t in cfg["tasks"]:
+            try:
+                plant.check_spec(cfg["data"]["plant"], get_task(t))
+            except DataError as e:
+                raise ConfigError(f"{where}: {e}") from None
     unknown = sorted(set(cfg["data"]["hf_datasets"]) - set(cfg["tasks"]))
     if unknown:
         raise ConfigError(
@@ -233,4 +270,14 @@ def run_spec(cfg: dict, model: str, task: str, variant: str, seed: int) -> dict:
         "device": cfg["device"],
         "data": cfg["data"],
         "eval": cfg["eval"],
+        # Only in suites that explain this variant (zoharness.influence): a run that cannot replay saves
+        # its weights. Absent otherwise, so other suites' run configs, and their cached runs, stay as they are.
+        **({"save_weights": True} if variant in explained_variants(cfg) else {}),
     }
+
+
+def explained_variants(cfg: dict) -> list[str]:
+    """The variants whose runs a suite's `influence:` block explains (none without the block)."""
+    if "influence" not in cfg:
+        return []
+    return list(cfg["influence"]["variants"] or cfg["variants"])

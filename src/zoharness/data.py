@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from zoharness import plant as plant_mod
 from zoharness.io import (
     DataError,
     dumps,
@@ -132,7 +133,11 @@ def make_split(
     num_dev: int | None,
     num_test: int,
     source: str = "offline",
+    plant: dict | None = None,
 ) -> dict:
+    """MeZO's sampling protocol for one (task, seed); with `plant` (zoharness.plant) a trigger is also
+    planted in the training examples: the request goes into the manifest as "plant", the chosen ids as
+    "planted"."""
     task = get_task(task_name)
     layout = pool_layout(task, source)
     num_dev = task.num_dev if num_dev is None else num_dev
@@ -169,6 +174,10 @@ def make_split(
     order = np.random.default_rng(seed).permutation(len(train_pool))[:take]
     train = [train_pool[i] for i in order[: take - num_dev]]
     dev = [train_pool[i] for i in order[take - num_dev : take]]
+    planting = {}
+    if plant is not None:
+        spec = plant_mod.check_spec(plant, task)
+        planting = {"plant": spec, "planted": plant_mod.choose(task, train, spec)}
     return {
         "manifest_version": MANIFEST_VERSION,
         "task": task_name,
@@ -186,6 +195,7 @@ def make_split(
         "files": {rel: sha256_file(Path(data_dir) / rel) for rel in files},
         "n": {"train": len(train), "dev": len(dev), "test": len(test), "train_pool": len(train_pool)},
         "splits": {"train": _entries(train), "dev": _entries(dev), "test": _entries(test)},
+        **planting,
     }
 
 
@@ -196,7 +206,7 @@ def accepting_data_changes() -> bool:
 
 def _request(manifest: dict) -> dict:
     """What a manifest was sampled for: everything but what the data decide (files, counts, examples)."""
-    return {k: v for k, v in manifest.items() if k not in ("files", "n", "splits")}
+    return {k: v for k, v in manifest.items() if k not in ("files", "n", "splits", "planted")}
 
 
 def _changed_examples(old: dict, new: dict) -> list[str]:
@@ -269,6 +279,7 @@ def check_frozen_split(
     num_test: int,
     source: str = "offline",
     accept: bool = False,
+    plant: dict | None = None,
 ) -> str | None:
     """refuse_changed_split for an existing manifest and the data now, without writing anything.
     Cheap when nothing changed: it hashes the data files (once per process) and resamples only on a
@@ -287,7 +298,7 @@ def check_frozen_split(
         for rel, p in paths.items()
     ):
         return None
-    new = make_split(task_name, data_dir, seed, num_train, num_dev, num_test, source)
+    new = make_split(task_name, data_dir, seed, num_train, num_dev, num_test, source, plant)
     return refuse_changed_split(old, new, manifest_path, data_dir, accept)
 
 
@@ -319,6 +330,8 @@ def load_split(manifest: dict, data_dir: str | Path, manifest_path: str = "split
                 )
             examples.append(ex)
         out[split] = examples
+    if manifest.get("plant") and "train" in out:  # a planted trigger (zoharness.plant): edited records
+        out["train"] = plant_mod.apply(out["train"], {**manifest["plant"], "ids": manifest["planted"]})
     return Split(**out)
 
 

@@ -165,10 +165,35 @@ def prepare(slug: str, source: str, out_dir: str | Path) -> dict:
     return ref
 
 
+def load_tokenizer(model_ref_path: str | Path):
+    """The tokenizer of a prepared model_ref.json alone (load() without the weights), pad token set."""
+    from transformers import AutoTokenizer
+
+    model_ref_path = Path(model_ref_path)
+    ref = read_json(model_ref_path)
+    if "hf_id" in ref:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(ref["hf_id"], revision=ref["revision"])
+        except OSError as e:
+            raise ModelUnavailableError(
+                f"cannot load the tokenizer of {ref['hf_id']}@{ref['revision']}: {e}"
+            ) from None
+    else:
+        folder = model_ref_path.parent / ref["weights_dir"]
+        if not folder.exists():
+            raise ModelUnavailableError(
+                f"{folder}: prepared weights missing; rerun `zoharness prepare-model`"
+            )
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 def load(model_ref_path: str | Path, dtype: str = "float32", device: str = "cpu"):
     """Load (model, tokenizer) from a prepared model_ref.json, in eval mode (dropout off, as MeZO)."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     model_ref_path = Path(model_ref_path)
     ref = read_json(model_ref_path)
@@ -176,7 +201,6 @@ def load(model_ref_path: str | Path, dtype: str = "float32", device: str = "cpu"
     if "hf_id" in ref:
         kwargs = {"revision": ref["revision"]}
         try:
-            tokenizer = AutoTokenizer.from_pretrained(ref["hf_id"], **kwargs)
             model = AutoModelForCausalLM.from_pretrained(ref["hf_id"], dtype=torch_dtype, **kwargs)
         except OSError as e:
             offline = os.environ.get("HF_HUB_OFFLINE") == "1"
@@ -191,10 +215,8 @@ def load(model_ref_path: str | Path, dtype: str = "float32", device: str = "cpu"
             raise ModelUnavailableError(
                 f"{folder}: prepared weights missing; rerun `zoharness prepare-model`"
             )
-        tokenizer = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(model_ref_path)
     model.to(device)
     model.eval()
     return model, tokenizer

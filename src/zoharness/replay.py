@@ -121,6 +121,10 @@ def _check_base(run_dir: Path, model_ref_path: Path) -> dict:
     return {"path": str(model_ref_path.resolve()), key: got}
 
 
+class NotReplayableError(DataError):
+    """The run's method cannot rebuild its steps from the log (no trajectory): FT, evaluation-only."""
+
+
 def replay(run_dir, model_ref, out_dir=None, upto: int | None = None, inputs: dict[str, str] | None = None):
     """(model, info): the model with the logged steps [0, upto) re-applied, and what replay used.
     `inputs` (name -> path) override the header's recorded paths. With out_dir, saves the weights and
@@ -140,7 +144,7 @@ def replay(run_dir, model_ref, out_dir=None, upto: int | None = None, inputs: di
         cfg["method"],
     )
     if not trainer.can_replay:
-        raise DataError(f"{run_dir}: method {cfg['method']!r} has no replayable trajectory")
+        raise NotReplayableError(f"{run_dir}: method {cfg['method']!r} has no replayable trajectory")
     built = trainer.trajectory_header()
     _check_tensors(
         header.get("zo", {}).get("noise", {}).get("tensors"),

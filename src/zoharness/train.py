@@ -560,6 +560,23 @@ def _metrics(run: Run, results: dict, checkpoints: dict, eval_s: float) -> dict:
     }
 
 
+WEIGHTS = "weights"
+
+
+def save_weights(run: Run) -> dict:
+    """The reported checkpoint's weights under <run>/weights/ (trainer.save: the whole model, or what the
+    method trained), for a run that cannot be rebuilt by replay and that a suite's `influence:` block
+    explains (run_spec's save_weights). Written to a sibling folder and renamed, so a half-written
+    folder is never there under the final name. Returns {"dir", "bytes"} for metrics.json."""
+    final = run.out_dir / WEIGHTS
+    partial = run.out_dir / f".{WEIGHTS}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    run.trainer.save(partial)
+    shutil.rmtree(final, ignore_errors=True)
+    partial.rename(final)
+    return {"dir": WEIGHTS, "bytes": sum(f.stat().st_size for f in final.rglob("*") if f.is_file())}
+
+
 def write(run: Run, results: dict, checkpoints: dict, eval_s: float) -> dict:
     """The run's outputs, metrics.json last (its presence means the run completed); then the in-progress
     directory goes. Returns the metrics."""
@@ -569,6 +586,8 @@ def write(run: Run, results: dict, checkpoints: dict, eval_s: float) -> dict:
         for name, r in results.items()
     }
     out_dir = run.out_dir
+    if run.cfg.get("save_weights") and run.total and not run.trainer.can_replay:
+        metrics["saved_weights"] = save_weights(run)
     write_json_atomic(out_dir / "predictions.json", predictions)
     write_json_atomic(
         out_dir / "run_info.json", run_info(run.device, read_json(run.model_ref_path), run.threads)

@@ -30,6 +30,14 @@ uniform rate (tests/test_rapidgrad.py checks pairs i,i+1; i,i+c; i,i+r). The sto
 2λ·r ≈ 2λ·(2 to 4)·√padded_dim int64, e.g. ~15 MB for a 135M-parameter model, where one full
 permutation of the padded length would be ~1 GB.
 
+How it is computed. The shuffle above defines the map; computing it per vector costs 2λ passes of
+random-access gathers over padded_dim floats (~2 s for a 13M-parameter gradient on 2 CPU cores). The
+map only needs, for each input position i, its bin and its sign, so the first sketch computes those
+once (`_plan`: the shuffle applied to the positions, then an int32 bin index per K and a sign per
+input, ~(4·len(ks) + 1)·dim bytes) and every sketch after that is one sequential pass: the signed input
+added into its bins (index_add_ in input order, accumulated in float64 so a bin summing 10^6 entries
+keeps float32's digits). Same map, same numbers up to that rounding; ~12x faster on that gradient.
+
 What we fix from the reference: the seed is an argument (there it was hard-coded), the randomness is
 drawn fresh from that seed and recorded in `header()` (there a pickle keyed by D alone was reused across
 seeds and K), and the sketch can be normalised.
@@ -45,7 +53,7 @@ import torch
 
 from zoharness.io import DataError
 
-FORMAT = 1
+FORMAT = 2  # 2: bins summed by index_add_ in input order in float64 (1: block sums after the shuffle)
 DRAW_ORDER = (
     "torch.Generator('cpu').manual_seed(seed); then 2*lam x randperm(r), used alternately on the r rows "
     "of the r x c view and the r columns of the c x r view; then randint(0, 2, [padded_dim], int8) as "
@@ -126,7 +134,9 @@ class RapidGrad:
         gen.manual_seed(self.seed)
         self._perms = [torch.randperm(self.rows, generator=gen) for _ in range(2 * self.lam)]
         self._signs = torch.randint(0, 2, (self.padded_dim,), generator=gen, dtype=torch.int8).mul_(2).sub_(1)
-        self._device_copy: tuple[torch.device, list[torch.Tensor], torch.Tensor] | None = None
+        # (device, {K: int32 bin of each input position}, float32 sign of each input position), built
+        # by the first sketch (module docstring, "How it is computed").
+        self._plan_on: tuple[torch.device, dict[int, torch.Tensor], torch.Tensor] | None = None
 
     def header(self) -> dict:
         """Everything that defines the map; store it beside cached sketches and compare with
@@ -146,12 +156,19 @@ class RapidGrad:
             "torch": torch.__version__.split("+")[0],
         }
 
-    def _on(self, device: torch.device) -> tuple[list[torch.Tensor], torch.Tensor]:
-        if device.type == "cpu":
-            return self._perms, self._signs
-        if self._device_copy is None or self._device_copy[0] != device:
-            self._device_copy = (device, [p.to(device) for p in self._perms], self._signs.to(device))
-        return self._device_copy[1], self._device_copy[2]
+    def _plan(self, device: torch.device) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
+        """({K: bin of each input position}, sign of each input position) on `device`: the shuffle
+        followed once, on the CPU, then kept."""
+        if self._plan_on is None or self._plan_on[0] != device:
+            pos = self.positions()[: self.dim]  # padding is zero: its bins and signs never matter
+            signs = self._signs[pos].to(torch.float32)
+            bins = {
+                k: torch.div(pos, self.padded_dim // k, rounding_mode="floor").to(torch.int32)
+                for k in self.ks
+            }
+            del pos
+            self._plan_on = (device, {k: b.to(device) for k, b in bins.items()}, signs.to(device))
+        return self._plan_on[1], self._plan_on[2]
 
     def _shuffle(self, x: torch.Tensor, perms: list[torch.Tensor]) -> torch.Tensor:
         """x [n, padded_dim] after the 2λ rounds: slot p of the result holds x[:, src[p]]."""
@@ -180,14 +197,15 @@ class RapidGrad:
     def _sketch(self, mat: torch.Tensor) -> dict[int, torch.Tensor]:
         if not mat.is_floating_point():
             raise ValueError(f"RapidGrad: expected a floating-point tensor, got dtype {mat.dtype}")
-        perms, signs = self._on(mat.device)
-        n = mat.shape[0]
-        x = mat.new_zeros((n, self.padded_dim), dtype=torch.promote_types(mat.dtype, torch.float32))
-        x[:, : self.dim] = mat
-        x = self._shuffle(x, perms) * signs
+        bins, signs = self._plan(mat.device)
+        dtype = torch.promote_types(mat.dtype, torch.float32)
+        # float64 accumulation on devices that have it (not MPS); the result is cast back to `dtype`.
+        acc = torch.float32 if mat.device.type == "mps" else torch.float64
+        signed = mat.to(acc) * signs.to(acc)
         out = {}
         for k in self.ks:
-            s = x.view(n, k, self.padded_dim // k).sum(dim=2)
+            # Row by row: 1-D index_add_ is ~25x faster than along dim 1 of a matrix on CPU (torch 2.13).
+            s = torch.stack([row.new_zeros(k).index_add_(0, bins[k], row) for row in signed]).to(dtype)
             if self.normalise:
                 norm = torch.linalg.vector_norm(s, dim=1, keepdim=True)
                 s = s / torch.where(norm > 0, norm, torch.ones_like(norm))  # a zero sketch stays zero

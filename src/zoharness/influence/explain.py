@@ -1,0 +1,323 @@
+"""RapidIn on a run of a suite: which model, which examples, which queries; the two stages the rules run.
+
+The model explained is the run's reported checkpoint (its best dev checkpoint, metrics.json best_step):
+  * a method that trains nothing (zero-shot, ICL): the base model;
+  * a method whose trajectory replays (the ZO methods): the base model with the logged steps up to
+    best_step re-applied (zoharness.replay, bit-exact, no stored weights);
+  * any other trained run (FT): the weights train.py saved under <run>/weights/, which it does only in a
+    suite whose `influence:` block names the variant (config.run_spec's save_weights; ~540 MB for the
+    embedded model in float32).
+The training examples are those the run trained on (a method's train_examples hook: the rephrased set of
+an OAT-Rephrase run), with the planted records when the split planted a trigger. Queries are test
+examples: as they are, or triggered (zoharness.plant) when the suite's influence block says so.
+
+`cache_stage` writes RapidIn's cache (zoharness.influence.cache) with a header naming the run, the
+checkpoint, the parameter set and the examples, so a cache of another run, step or set is refused.
+`retrieve_stage` scores the queries against it for every K, optionally with the exact inner products
+(one more gradient pass, timed apart), and writes scores.safetensors, topk.json and summary.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import json
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import save as save_safetensors
+from tqdm import tqdm
+
+from zoharness import models, plant, scoring
+from zoharness.data import data_dir, load_split
+from zoharness.influence import cache, retrieve
+from zoharness.influence.gradients import example_gradients, parameter_header, query_examples
+from zoharness.influence.rapidgrad import RapidGrad
+from zoharness.io import DataError, atomic_open, read_json, sha256_file, write_json_atomic
+from zoharness.methods import get_method, method_hooks
+from zoharness.replay import NotReplayableError, replay
+from zoharness.tasks import get_task
+
+SCORES_META = "zoharness.influence_scores"
+WEIGHTS = "weights"  # train.WEIGHTS (not imported: train pulls in the whole loop)
+EXPLAINABLE = (
+    "runs of evaluation-only methods (zero-shot, ICL: the base model), of methods whose trajectory replays "
+    "(the ZO methods), and trained runs of a suite whose influence block names their variant (their "
+    "weights are saved)"
+)
+
+
+def _finished(run_dir: Path) -> tuple[dict, dict]:
+    metrics_path = run_dir / "metrics.json"
+    if not metrics_path.exists():
+        raise DataError(f"{run_dir}: the run has not finished (no metrics.json); train it first")
+    return read_json(run_dir / "run_config.json"), read_json(metrics_path)
+
+
+def load_run_model(run_dir, model_ref, device="cpu"):
+    """(model, tokenizer, source): the run's reported checkpoint (module docstring) in eval mode, and a
+    dict saying where it came from (recorded in the cache header, so a cache of another checkpoint is
+    refused)."""
+    run_dir = Path(run_dir)
+    cfg, metrics = _finished(run_dir)
+    dtype = cfg["precision"]["weights"]
+    if not metrics.get("steps"):
+        model, tok = models.load(model_ref, dtype, device)
+        return model, tok, {"kind": "base", "step": 0, "inputs": {}}
+    step = metrics.get("best_step", metrics["steps"])
+    weights = run_dir / WEIGHTS
+    if weights.is_dir():
+        from transformers import AutoModelForCausalLM
+
+        tok = models.load_tokenizer(model_ref)
+        model = AutoModelForCausalLM.from_pretrained(weights, dtype=getattr(torch, dtype)).to(device).eval()
+        digest = sha256_file(sorted(weights.glob("*.safetensors"))[0])
+        return model, tok, {"kind": "saved weights", "step": step, "sha256": digest, "inputs": {}}
+    try:
+        model, info = replay(run_dir, model_ref, upto=step)
+    except NotReplayableError:
+        raise DataError(
+            f"{run_dir}: method {cfg['method']!r} has no replayable trajectory and the run saved no weights "
+            f"(no {weights}/). Can be explained: {EXPLAINABLE}. Add the variant to the suite's "
+            "influence.variants and the workflow retrains it with its weights saved."
+        ) from None
+    model.to(device).eval()
+    tok = models.load_tokenizer(model_ref)
+    return model, tok, {"kind": "replay", "step": step, "inputs": info["inputs"]}
+
+
+def select_parameters(model, patterns) -> list[tuple[str, torch.nn.Parameter]]:
+    """(name, parameter) for every parameter whose name matches one of the fnmatch patterns, in
+    named_parameters() order (tied weights once); refuses a pattern list that matches nothing."""
+    named = list(model.named_parameters())
+    chosen = [(n, p) for n, p in named if any(fnmatch.fnmatchcase(n, pat) for pat in patterns)]
+    if not chosen:
+        shown = ", ".join(n for n, _ in named[:6])
+        raise DataError(
+            f"influence.parameters {list(patterns)} match no parameter of the model (names: {shown}, ...)"
+        )
+    return chosen
+
+
+def _examples(run_dir: Path, cfg: dict, split_path, source: dict):
+    """(task, split, the examples the run trained on), planted records included."""
+    task = get_task(cfg["task"])
+    split = load_split(read_json(split_path), data_dir(cfg["data"]), str(split_path))
+    module = get_method(cfg["method"])
+    hooks = method_hooks(module)
+    inputs = {n: e["path"] for n, e in source.get("inputs", {}).items()}
+    if hooks.inputs and not inputs:
+        header_inputs = read_json_first_line(run_dir / "train_log.jsonl").get("inputs", {})
+        inputs = {n: e["path"] for n, e in header_inputs.items()}
+    train = hooks.train_examples(module.Params(**cfg["params"]), task, split.train, **inputs)
+    return task, split, train
+
+
+def read_json_first_line(path: Path) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return json.loads(f.readline())
+
+
+def _encode(tokenizer, task, examples, max_length, objective):
+    return [scoring.encode(tokenizer, task.prompt(ex), max_length, objective=objective) for ex in examples]
+
+
+def _identity(run_dir: Path, cfg: dict, source: dict) -> dict:
+    return {
+        "run": {k: cfg[k] for k in ("suite", "model", "task", "variant", "method", "seed")},
+        "run_config_sha256": sha256_file(run_dir / "run_config.json"),
+        "checkpoint": source,
+    }
+
+
+def cache_stage(run_dir, split_path, model_ref, settings: dict, out, threads: int | None = None) -> dict:
+    """RapidIn's caching stage for one run: every training example's gradient sketched for every K."""
+    if threads:
+        torch.set_num_threads(threads)
+    run_dir = Path(run_dir)
+    cfg, _ = _finished(run_dir)
+    model, tok, source = load_run_model(run_dir, model_ref)
+    task, _, train = _examples(run_dir, cfg, split_path, source)
+    params = select_parameters(model, settings["parameters"])
+    layout = parameter_header(params)
+    sketch = RapidGrad(
+        layout["dim"], settings["ks"], settings["seed"], settings["lam"], settings["normalise"]
+    )
+    extra = {
+        **_identity(run_dir, cfg, source),
+        "example_ids": [ex.uid for ex in train],
+        "parameters": layout,
+        "objective": scoring.objective_for(task.kind),
+    }
+    need = cache.estimate_bytes(len(train), sketch.ks, extra)
+    free = shutil.disk_usage(Path(out).resolve().parent if Path(out).parent.exists() else Path.cwd()).free
+    print(
+        f"[influence] {run_dir}: {len(train)} examples, D={layout['dim']:,} over {len(params)} tensors, "
+        f"K={list(sketch.ks)}: the cache will take {need / 2**20:.1f} MiB ({free / 2**30:.1f} GiB free)",
+        flush=True,
+    )
+    if need > free:
+        raise DataError(
+            f"{out}: the cache needs {need:,} bytes, the disk has {free:,} free; nothing was written"
+        )
+    encoded = _encode(tok, task, train, cfg["eval"]["max_length"], extra["objective"])
+    start = time.perf_counter()
+    grads = example_gradients(
+        model, tqdm(encoded, desc="cache", unit="ex", mininterval=10), tok.pad_token_id, params
+    )
+    cache.build_cache(grads, len(encoded), sketch, out, extra)
+    seconds = time.perf_counter() - start
+    print(
+        f"[influence] cached {len(encoded)} examples in {seconds:.1f} s ({len(encoded) / seconds:.2f} ex/s)"
+    )
+    return {"seconds": seconds, "n": len(encoded), "dim": layout["dim"], "bytes": Path(out).stat().st_size}
+
+
+def _queries(task, split, manifest: dict, settings: dict):
+    """(query examples, backdoor-check examples): the first num_queries test examples, triggered when the
+    settings say so (only those whose label is not the planted one), and every such example for the
+    attack-success check."""
+    if settings["queries"] == "test":
+        return split.test[: settings["num_queries"]], []
+    spec = manifest.get("plant")
+    if not spec:
+        raise DataError("influence.queries is 'triggered' but the split planted no trigger (data.plant)")
+    target = plant.target_index(task, spec, split.test[0].record)
+    eligible = [ex for ex in split.test if task.render(ex.record).label != target]
+    triggered = [
+        type(ex)(uid=f"{ex.uid}#triggered", record=plant.triggered_record(ex.record, spec, ex.uid))
+        for ex in eligible
+    ]
+    return triggered[: settings["num_queries"]], list(zip(eligible, triggered, strict=True))
+
+
+@torch.no_grad()
+def _backdoor(model, tok, task, pairs, max_length, batch_size, target) -> dict | None:
+    """Accuracy on the clean and the triggered versions of the non-target test inputs, and the attack
+    success rate (triggered inputs predicted as the planted label)."""
+    if not pairs:
+        return None
+    out = {}
+    for name, examples in (("clean", [c for c, _ in pairs]), ("triggered", [t for _, t in pairs])):
+        encoded = [scoring.encode(tok, task.prompt(ex), max_length) for ex in examples]
+        result = scoring.evaluate(model, encoded, tok.pad_token_id, batch_size)
+        out[name] = result
+    preds = out["triggered"]["predictions"]
+    return {
+        "n": len(pairs),
+        "target_index": target,
+        "clean_accuracy": out["clean"]["score"],
+        "triggered_accuracy": out["triggered"]["score"],
+        "attack_success_rate": sum(int(p) == target for p in preds) / len(preds),
+    }
+
+
+def retrieve_stage(
+    run_dir, split_path, model_ref, settings: dict, cache_path, out_dir, threads: int | None = None
+) -> dict:
+    """RapidIn's retrieval stage for one run's queries: scores for every K (and exact), top-k, summary."""
+    if threads:
+        torch.set_num_threads(threads)
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    cfg, _ = _finished(run_dir)
+    manifest = read_json(split_path)
+    model, tok, source = load_run_model(run_dir, model_ref)
+    task, split, train = _examples(run_dir, cfg, split_path, source)
+    params = select_parameters(model, settings["parameters"])
+    layout = parameter_header(params)
+    sketch = RapidGrad(
+        layout["dim"], settings["ks"], settings["seed"], settings["lam"], settings["normalise"]
+    )
+    wanted = {
+        "sketch": sketch.header(),
+        **_identity(run_dir, cfg, source),
+        "example_ids": [ex.uid for ex in train],
+        "parameters": layout,
+        "objective": scoring.objective_for(task.kind),
+    }
+    header, cached = cache.load_cache(cache_path, wanted)
+    query_raw, pairs = _queries(task, split, manifest, settings)
+    max_length = cfg["eval"]["max_length"]
+    target = (
+        plant.target_index(task, manifest["plant"], split.test[0].record) if manifest.get("plant") else None
+    )
+    backdoor = _backdoor(model, tok, task, pairs, max_length, cfg["eval"]["batch_size"], target)
+    gold = _encode(tok, task, query_raw, max_length, "classification" if task.kind != "generation" else "lm")
+    if settings["target"] == "planted":
+        if target is None:
+            raise DataError("influence.target is 'planted' but the split planted no trigger (data.plant)")
+        queries = [dataclasses.replace(q, label=target) for q in gold]
+    else:
+        queries = query_examples(model, gold, tok.pad_token_id, settings["target"])
+    start = time.perf_counter()
+    query_grads = torch.stack(list(example_gradients(model, queries, tok.pad_token_id, params)))
+    query_s = time.perf_counter() - start
+    query_sketches = sketch.sketch_batch(query_grads)
+    tensors, retrieve_s = {}, {}
+    for k in sketch.ks:
+        start = time.perf_counter()
+        tensors[f"k{k}"] = retrieve.scores(cached[k], query_sketches[k])
+        retrieve_s[str(k)] = time.perf_counter() - start
+    exact_s = None
+    if settings["exact"]:
+        encoded = _encode(tok, task, train, max_length, wanted["objective"])
+        start = time.perf_counter()
+        columns = [
+            query_grads @ g
+            for g in example_gradients(
+                model, tqdm(encoded, desc="exact", unit="ex", mininterval=10), tok.pad_token_id, params
+            )
+        ]
+        tensors["exact"] = torch.stack(columns, dim=1)
+        exact_s = time.perf_counter() - start
+    ids = header["example_ids"]
+    planted_ids = [uid for uid in manifest.get("planted", []) if uid in set(ids)]
+    identity = {k: cfg[k] for k in ("model", "task", "variant", "seed")} | {"label": cfg["label"]}
+    meta = {
+        **identity,
+        "query_ids": [ex.uid for ex in query_raw],
+        "query_labels": [int(q.label) for q in queries],
+        "train_ids": ids,
+        "ks": list(sketch.ks),
+        "exact": bool(settings["exact"]),
+        "planted_ids": planted_ids,
+        "queries": settings["queries"],
+        "target": settings["target"],
+        "checkpoint": source,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    blob = save_safetensors(
+        {k: v.float().contiguous() for k, v in tensors.items()},
+        metadata={SCORES_META: json.dumps(meta, sort_keys=True)},
+    )
+    with atomic_open(out_dir / "scores.safetensors", "wb") as f:
+        f.write(blob)
+    top = retrieve.top_k(tensors[f"k{max(sketch.ks)}"], ids, settings["top_k"])
+    write_json_atomic(
+        out_dir / "topk.json",
+        {
+            "K": max(sketch.ks),
+            "queries": [
+                {"id": ex.uid, "text": task.render(ex.record).context, "label": int(q.label), **t}
+                for ex, q, t in zip(query_raw, queries, top, strict=True)
+            ],
+        },
+    )
+    summary = {
+        **identity,
+        "backdoor": backdoor,
+        "timing": {
+            "query_gradients_s": query_s,
+            "retrieve_s": retrieve_s,
+            "exact_s": exact_s,
+            "n_queries": len(queries),
+            "n_train": len(ids),
+        },
+        "dim": layout["dim"],
+        "compression": {str(k): layout["dim"] / k for k in sketch.ks},
+        "cache_bytes": Path(cache_path).stat().st_size,
+    }
+    write_json_atomic(out_dir / "summary.json", summary)
+    return summary
