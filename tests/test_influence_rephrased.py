@@ -83,7 +83,10 @@ def test_inputs_that_cannot_be_compared_are_refused(tmp_path):
     with pytest.raises(DataError, match=r"1 of the 200 examples .* at least 2 of each"):
         rephrase_influence(scores, _rephrased(tmp_path / "r1.jsonl", ids, {ids[0]}))
     other = _scores(
-        tmp_path / "o.safetensors", ids, np.random.default_rng(2).normal(size=(Q, N)), queries=[f"test:{i + 9}" for i in range(Q)]
+        tmp_path / "o.safetensors",
+        ids,
+        np.random.default_rng(2).normal(size=(Q, N)),
+        queries=[f"test:{i + 9}" for i in range(Q)],
     )
     with pytest.raises(DataError, match="different queries"):
         rephrase_influence(scores, _rephrased(tmp_path / "r2.jsonl", ids, {ids[0], ids[1]}), other)

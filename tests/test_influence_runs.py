@@ -142,7 +142,9 @@ def test_cache_of_another_run_or_sketch_is_refused(runs):
         explain.retrieve_stage(
             mezo["run_dir"], mezo["split"], runs["ref"], SETTINGS, fo["cache"], runs["root"] / "x"
         )
-    with pytest.raises(DataError, match=r"header ks is \[64, 1024\], but the run asks for \[64\] \(a cache of another sketch"):
+    with pytest.raises(
+        DataError, match=r"header ks is \[64, 1024\], but the run asks for \[64\] \(a cache of another sketch"
+    ):
         explain.retrieve_stage(
             fo["run_dir"], fo["split"], runs["ref"], {**SETTINGS, "ks": [64]}, fo["cache"], runs["root"] / "y"
         )

@@ -182,7 +182,10 @@ def test_influence_suite_plans_a_cache_and_a_retrieval_per_explained_run(workdir
     assert out.returncode == 0, out.stderr
     jobs = planned(out.stdout)
     explained = _suite("influence")["influence"]["variants"]
-    assert jobs["influence_cache"] == jobs["influence_retrieve"] == len(explained) and jobs["influence_table"] == 1
+    assert (
+        jobs["influence_cache"] == jobs["influence_retrieve"] == len(explained)
+        and jobs["influence_table"] == 1
+    )
     assert "results/influence/influence/smollm2-135m/sst2/fo/seed0/triggered/scores.safetensors" in out.stdout
     assert "figures/influence/influence-validation.png" in out.stdout
 
@@ -193,4 +196,7 @@ def test_influence_oat_suite_plans_the_rephrase_influence_table(workdir):
     jobs = planned(out.stdout)
     assert jobs["influence_cache"] == 2 and jobs["rephrase_influence"] == 1 and jobs["rephrase"] == 1
     # the plain MeZO run's scores are the paired baseline
-    assert "--baseline-scores results/influence-oat/influence/smollm2-135m/sst2/mezo/seed0/test/scores.safetensors" in out.stdout
+    assert (
+        "--baseline-scores results/influence-oat/influence/smollm2-135m/sst2/mezo/seed0/test/scores.safetensors"
+        in out.stdout
+    )
