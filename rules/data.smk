@@ -26,11 +26,8 @@ rule fetch_data:
 # it as well and refuses the same way.
 # A suite's planted trigger (zoharness.plant) goes into the command itself, and only when there is one: a
 # new param would change every existing split's recorded params, and Snakemake would redo them and their runs.
-PLANT_ARG = (
-    "--plant " + shlex.quote(json.dumps(DATA["plant"], sort_keys=True)).replace("{", "{{").replace("}", "}}") + " "
-    if "plant" in DATA
-    else ""
-)
+_PLANT_JSON = shlex.quote(json.dumps(DATA.get("plant"), sort_keys=True)).replace("{", "{{").replace("}", "}}")
+PLANT_ARG = f"--plant {_PLANT_JSON} " if "plant" in DATA else ""
 
 
 rule split:
@@ -48,4 +45,4 @@ rule split:
     shell:
         "python -m zoharness split --task {wildcards.task} --seed {wildcards.seed} --data-dir {params.data_dir:q} "
         "--source {params.data[source]} --num-train {params.data[num_train]} --num-dev {params.data[num_dev]} "
-        "--num-test {params.data[num_test]} " + PLANT_ARG + "--out {output:q} > {log:q} 2>&1"
+        f"--num-test {{params.data[num_test]}} {PLANT_ARG}--out {{output:q}} > {{log:q}} 2>&1"

@@ -10,7 +10,9 @@ INFLUENCE_DIR = f"results/{NAME}/influence/{{model}}/{{task}}/{{variant}}/seed{{
 INFLUENCE_CACHE = f"{INFLUENCE_DIR}/cache.safetensors"
 INFLUENCE_OUT = f"{INFLUENCE_DIR}/{{queries}}"
 INFLUENCE_TABLES = [f"results/tables/{NAME}-influence.csv", f"results/tables/{NAME}-influence.md"]
-INFLUENCE_FIGURE = [f"figures/{NAME}/influence-validation.png", f"figures/{NAME}/influence-validation.pdf"]
+INFLUENCE_FIGURE = [
+    f"figures/{NAME}/influence-{kind}.{ext}" for kind in ("validation", "tokens") for ext in ("png", "pdf")
+]
 
 
 INFLUENCE_SETTINGS = json.dumps(INFLUENCE, sort_keys=True)
@@ -78,12 +80,39 @@ if INFLUENCE:
             "--model-ref {input.model_ref:q} --settings {params.settings:q} --threads {threads} "
             "--cache {input.cache:q} --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
+    rule influence_tokens:
+        conda:
+            CONDA_ENV
+        input:
+            topk=f"{INFLUENCE_OUT}/topk.json",
+            metrics=f"{RUN_DIR}/metrics.json",
+            split=SPLIT,
+            model_ref=MODEL_REF,
+            data=split_data_files,
+        output:
+            f"{INFLUENCE_OUT}/tokens.json",
+        wildcard_constraints:
+            queries=INFLUENCE["queries"],
+        params:
+            run_dir=lambda w, input: os.path.dirname(input.metrics),
+            settings=INFLUENCE_SETTINGS,
+        threads: SUITE["threads"]
+        log:
+            f"logs/influence_tokens/{NAME}/{{model}}/{{task}}/{{variant}}/seed{{seed}}/{{queries}}.log",
+        benchmark:
+            f"benchmarks/influence_tokens/{NAME}/{{model}}/{{task}}/{{variant}}/seed{{seed}}/{{queries}}.tsv"
+        shell:
+            "python -m zoharness influence-tokens --run-dir {params.run_dir:q} --split {input.split:q} "
+            "--model-ref {input.model_ref:q} --settings {params.settings:q} --threads {threads} "
+            "--topk {input.topk:q} --out {output:q} > {log:q} 2>&1"
+
     rule influence_table:
         conda:
             CONDA_ENV
         input:
             scores=[f"{d}/scores.safetensors" for d in INFLUENCE_RUN_OUTS],
             summaries=[f"{d}/summary.json" for d in INFLUENCE_RUN_OUTS],
+            tokens=[f"{d}/tokens.json" for d in INFLUENCE_RUN_OUTS],
         output:
             csv=INFLUENCE_TABLES[0],
             md=INFLUENCE_TABLES[1],
@@ -94,4 +123,5 @@ if INFLUENCE:
             f"logs/influence_table/{NAME}.log",
         shell:
             "python -m zoharness influence-table --scores {input.scores:q} --summaries {input.summaries:q} "
-            "--out-csv {output.csv:q} --out-md {output.md:q} --figure-dir {params.figure_dir:q} > {log:q} 2>&1"
+            "--tokens {input.tokens:q} --out-csv {output.csv:q} --out-md {output.md:q} --figure-dir {params.figure_dir:q} "
+            "> {log:q} 2>&1"

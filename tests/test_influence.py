@@ -298,3 +298,32 @@ def test_an_example_is_its_own_most_influential_example(setup):
     off = self_scores - torch.diag(self_scores.diagonal()) - 1e9 * torch.eye(len(ids))
     assert bool((off.max(dim=1).values < n_tensors - 0.1).all())
     assert [row["helpful"][0][0] for row in retrieve.top_k(self_scores, ids, 1)] == ids
+
+
+@pytest.mark.parametrize("task_name", ["sst2", "squad"])
+def test_token_wise_rows_sum_to_the_example_gradient_and_its_influence(model_refs, task_name):
+    """Token-wise influence: one row per target token (SST-2: the two candidates' tokens, cross-entropy;
+    SQuAD: the answer's tokens, teacher forcing) and the rows add up to the example's normalised gradient,
+    so the tokens' influences on a query add up to the example's."""
+    from zoharness.data import make_split
+    from zoharness.influence.gradients import token_gradients
+
+    model, tok = models.load(model_refs["llama"])
+    task = get_task(task_name)
+    split = load_split(make_split(task_name, DATA, 0, num_train=6, num_dev=0, num_test=2), DATA)
+    objective = scoring.objective_for(task.kind)
+    train = [scoring.encode(tok, task.prompt(ex), 256, objective=objective) for ex in split.train]
+    params = trainable_parameters(model)
+    query = next(example_gradients(model, [train[-1]], tok.pad_token_id, params))
+    for ex, whole in zip(
+        train[:3], example_gradients(model, train[:3], tok.pad_token_id, params), strict=False
+    ):
+        rows, info = token_gradients(model, ex, tok.pad_token_id, params)
+        assert rows.shape == (len(ex.entries), whole.numel()) and len(info) == len(ex.entries)
+        if task_name == "squad":
+            assert len(info) > 1  # an answer of several tokens
+        torch.testing.assert_close(rows.sum(0), whole, rtol=1e-4, atol=1e-5)
+        token_scores = rows.double() @ query.double()
+        assert float(token_scores.sum()) == pytest.approx(
+            float(whole.double() @ query.double()), rel=1e-4, abs=1e-4
+        )

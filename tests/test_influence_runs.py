@@ -161,3 +161,28 @@ def test_a_run_without_trajectory_or_weights_says_which_runs_can_be_explained(tm
         explain.load_run_model(run_dir, model_refs["llama"])
     with pytest.raises(DataError, match=r"match no parameter of the model \(names: weight, bias"):
         explain.select_parameters(torch.nn.Linear(2, 2), ["*.q_proj.weight"])
+
+
+def test_token_wise_influence_adds_up_to_the_exact_score_and_the_figure_draws(runs, tmp_path):
+    from zoharness.influence.report import token_figure
+
+    run = runs["mezo"]
+    doc = explain.tokens_stage(
+        run["run_dir"],
+        run["split"],
+        runs["ref"],
+        SETTINGS,
+        run["out"] / "topk.json",
+        tmp_path / "tokens.json",
+    )
+    meta, tensors = read_scores(run["out"] / "scores.safetensors")
+    column = {uid: i for i, uid in enumerate(meta["train_ids"])}
+    assert len(doc["queries"]) == min(explain.TOKEN_QUERIES, SETTINGS["num_queries"])
+    for q, query in enumerate(doc["queries"]):
+        assert query["id"] == meta["query_ids"][q] and query["candidates"] == [" terrible", " great"]
+        for ex in query["helpful"]:
+            assert {t["candidate"] for t in ex["tokens"]} == {0, 1}  # both candidates' tokens (bytes here)
+            total = sum(t["influence"] for t in ex["tokens"])
+            assert total == pytest.approx(float(tensors["exact"][q, column[ex["id"]]]), rel=1e-3, abs=1e-3)
+    paths = token_figure([tmp_path / "tokens.json"], tmp_path / "fig")
+    assert all(p.stat().st_size > 0 for p in paths)

@@ -8,6 +8,10 @@ training set's sketches once, and scores influence as inner products of sketches
              (the model's predicted candidate, or gold)
   cache      the caching stage: streamed sketching, one atomic float16 safetensors file with its header
   retrieve   the retrieval stage: streamed inner products, top-k helpful and harmful, the exact baseline
-Not yet: the Snakemake rules and CLI, influence on a trained run's checkpoint, token-wise influence and
-the planted-trigger validation (issue 15). Nothing here is imported at Snakefile parse time.
+  explain    RapidIn on a run: the reported checkpoint (replay, saved weights or the base), the run's training
+             examples, the queries (triggered ones for a planted trigger), cache_stage and retrieve_stage
+  report     the planted-trigger validation tables and figure (torch-free)
+  rephrased  rephrased vs original training examples' influence for an OAT-Rephrase run (torch-free)
+  commands   the CLI the rules call (rules/influence.smk)
+Not yet: token-wise influence (issue 15 part 4). Nothing here is imported at Snakefile parse time.
 """

@@ -39,14 +39,26 @@ def _cmd_retrieve(args) -> int:
     return 0
 
 
+def _cmd_tokens(args) -> int:
+    from zoharness.influence.explain import tokens_stage
+
+    doc = tokens_stage(
+        args.run_dir, args.split, args.model_ref, _settings(args.settings), args.topk, args.out, args.threads
+    )
+    print(f"token-wise influence of {len(doc['queries'])} queries' top examples in {doc['seconds']:.1f} s")
+    return 0
+
+
 def _cmd_table(args) -> int:
-    from zoharness.influence.report import validation_figure, write_validation_table
+    from zoharness.influence.report import token_figure, validation_figure, write_validation_table
 
     if len(args.scores) != len(args.summaries):
         raise ValueError(f"{len(args.scores)} --scores files but {len(args.summaries)} --summaries")
     write_validation_table(args.scores, args.summaries, args.out_csv, args.out_md)
     if args.figure_dir:
         validation_figure(args.scores, args.figure_dir)
+        if args.tokens:
+            token_figure(args.tokens, args.figure_dir)
     return 0
 
 
@@ -80,12 +92,21 @@ def register(sub) -> None:
     s.add_argument("--out-dir", required=True, help="scores.safetensors, topk.json, summary.json go here")
     s.set_defaults(fn=_cmd_retrieve)
 
+    s = sub.add_parser(
+        "influence-tokens", help="RapidIn: token-wise influence of the top examples of a retrieval"
+    )
+    _run_args(s)
+    s.add_argument("--topk", required=True, help="the retrieval's topk.json")
+    s.add_argument("--out", required=True, help="tokens.json")
+    s.set_defaults(fn=_cmd_tokens)
+
     s = sub.add_parser("influence-table", help="RapidIn validation: planted examples found, fidelity, timing")
     s.add_argument("--scores", nargs="+", required=True)
     s.add_argument("--summaries", nargs="+", required=True)
     s.add_argument("--out-csv", required=True)
     s.add_argument("--out-md", required=True)
-    s.add_argument("--figure-dir", help="also the precision-recall figure here")
+    s.add_argument("--tokens", nargs="*", default=[], help="tokens.json files: the token-wise figure too")
+    s.add_argument("--figure-dir", help="also the precision-recall figure (and the token figure) here")
     s.set_defaults(fn=_cmd_table)
 
     s = sub.add_parser(

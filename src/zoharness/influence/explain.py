@@ -33,7 +33,7 @@ from tqdm import tqdm
 from zoharness import models, plant, scoring
 from zoharness.data import data_dir, load_split
 from zoharness.influence import cache, retrieve
-from zoharness.influence.gradients import example_gradients, parameter_header, query_examples
+from zoharness.influence.gradients import example_gradients, parameter_header, query_examples, token_gradients
 from zoharness.influence.rapidgrad import RapidGrad
 from zoharness.io import DataError, atomic_open, read_json, sha256_file, write_json_atomic
 from zoharness.methods import get_method, method_hooks
@@ -41,6 +41,8 @@ from zoharness.replay import NotReplayableError, replay
 from zoharness.tasks import get_task
 
 SCORES_META = "zoharness.influence_scores"
+# Token-wise influence for the top-k helpful examples of this many queries (topk.json "tokens").
+TOKEN_QUERIES = 3
 WEIGHTS = "weights"  # train.WEIGHTS (not imported: train pulls in the whole loop)
 EXPLAINABLE = (
     "runs of evaluation-only methods (zero-shot, ICL: the base model), of methods whose trajectory replays "
@@ -175,6 +177,43 @@ def cache_stage(run_dir, split_path, model_ref, settings: dict, out, threads: in
     return {"seconds": seconds, "n": len(encoded), "dim": layout["dim"], "bytes": Path(out).stat().st_size}
 
 
+def _targeted(model, tok, task, query_raw, max_length, target_setting: str, planted: int | None):
+    """The queries encoded with the label their gradient is taken for (influence.target)."""
+    gold = _encode(tok, task, query_raw, max_length, "classification" if task.kind != "generation" else "lm")
+    if target_setting == "planted":
+        if planted is None:
+            raise DataError("influence.target is 'planted' but the split planted no trigger (data.plant)")
+        return [dataclasses.replace(q, label=planted) for q in gold]
+    return query_examples(model, gold, tok.pad_token_id, target_setting)
+
+
+def _token_influence(model, tok, task, by_id, helpful, query_grad, params, max_length) -> list[dict]:
+    """Token-wise influence (gradients.token_gradients) of a query's most helpful training examples: per
+    example its text and, per target token, the token and its exact influence on the query (they sum to
+    the example's exact influence)."""
+    out = []
+    for uid, score in helpful:
+        example = by_id[uid]
+        encoded = scoring.encode(
+            tok, task.prompt(example), max_length, objective=scoring.objective_for(task.kind)
+        )
+        rows, info = token_gradients(model, encoded, tok.pad_token_id, params)
+        values = (rows.double() @ query_grad.double()).tolist()
+        out.append(
+            {
+                "id": uid,
+                "text": task.render(example.record).context,
+                "label": int(encoded.label),
+                "score": score,
+                "tokens": [
+                    {**i, "text": tok.decode([i["token"]]), "influence": v}
+                    for i, v in zip(info, values, strict=True)
+                ],
+            }
+        )
+    return out
+
+
 def _queries(task, split, manifest: dict, settings: dict):
     """(query examples, backdoor-check examples): the first num_queries test examples, triggered when the
     settings say so (only those whose label is not the planted one), and every such example for the
@@ -244,13 +283,7 @@ def retrieve_stage(
         plant.target_index(task, manifest["plant"], split.test[0].record) if manifest.get("plant") else None
     )
     backdoor = _backdoor(model, tok, task, pairs, max_length, cfg["eval"]["batch_size"], target)
-    gold = _encode(tok, task, query_raw, max_length, "classification" if task.kind != "generation" else "lm")
-    if settings["target"] == "planted":
-        if target is None:
-            raise DataError("influence.target is 'planted' but the split planted no trigger (data.plant)")
-        queries = [dataclasses.replace(q, label=target) for q in gold]
-    else:
-        queries = query_examples(model, gold, tok.pad_token_id, settings["target"])
+    queries = _targeted(model, tok, task, query_raw, max_length, settings["target"], target)
     start = time.perf_counter()
     query_grads = torch.stack(list(example_gradients(model, queries, tok.pad_token_id, params)))
     query_s = time.perf_counter() - start
@@ -295,16 +328,11 @@ def retrieve_stage(
     with atomic_open(out_dir / "scores.safetensors", "wb") as f:
         f.write(blob)
     top = retrieve.top_k(tensors[f"k{max(sketch.ks)}"], ids, settings["top_k"])
-    write_json_atomic(
-        out_dir / "topk.json",
-        {
-            "K": max(sketch.ks),
-            "queries": [
-                {"id": ex.uid, "text": task.render(ex.record).context, "label": int(q.label), **t}
-                for ex, q, t in zip(query_raw, queries, top, strict=True)
-            ],
-        },
-    )
+    entries = [
+        {"id": ex.uid, "text": task.render(ex.record).context, "label": int(q.label), **t}
+        for ex, q, t in zip(query_raw, queries, top, strict=True)
+    ]
+    write_json_atomic(out_dir / "topk.json", {"K": max(sketch.ks), "queries": entries})
     summary = {
         **identity,
         "backdoor": backdoor,
@@ -321,3 +349,49 @@ def retrieve_stage(
     }
     write_json_atomic(out_dir / "summary.json", summary)
     return summary
+
+
+def tokens_stage(
+    run_dir, split_path, model_ref, settings: dict, topk_path, out, threads: int | None = None
+) -> dict:
+    """Token-wise influence for the first TOKEN_QUERIES queries of a retrieval (topk.json): each query's
+    top-k helpful training examples split over their target tokens (gradients.token_gradients), with each
+    token's exact influence on the query. Writes `out` (JSON), which the token figure reads."""
+    if threads:
+        torch.set_num_threads(threads)
+    run_dir = Path(run_dir)
+    cfg, _ = _finished(run_dir)
+    manifest = read_json(split_path)
+    model, tok, source = load_run_model(run_dir, model_ref)
+    task, split, train = _examples(run_dir, cfg, split_path, source)
+    params = select_parameters(model, settings["parameters"])
+    top = read_json(topk_path)
+    query_raw, _ = _queries(task, split, manifest, {**settings, "num_queries": TOKEN_QUERIES})
+    query_raw = query_raw[: len(top["queries"])]
+    if [q.uid for q in query_raw] != [q["id"] for q in top["queries"][: len(query_raw)]]:
+        raise DataError(f"{topk_path}: its queries are not this run's (another split or influence block?)")
+    planted = (
+        plant.target_index(task, manifest["plant"], split.test[0].record) if manifest.get("plant") else None
+    )
+    max_length = cfg["eval"]["max_length"]
+    queries = _targeted(model, tok, task, query_raw, max_length, settings["target"], planted)
+    by_id = {ex.uid: ex for ex in train}
+    start = time.perf_counter()
+    result = []
+    grads = example_gradients(model, queries, tok.pad_token_id, params)
+    for raw, query, entry, query_grad in zip(query_raw, queries, top["queries"], grads, strict=False):
+        result.append(
+            {
+                "id": entry["id"],
+                "text": entry["text"],
+                "label": int(query.label),
+                "candidates": list(task.render(raw.record).candidates),
+                "helpful": _token_influence(
+                    model, tok, task, by_id, entry["helpful"], query_grad, params, max_length
+                ),
+            }
+        )
+    identity = {k: cfg[k] for k in ("model", "task", "variant", "seed")} | {"label": cfg["label"]}
+    doc = {**identity, "K": top["K"], "queries": result, "seconds": time.perf_counter() - start}
+    write_json_atomic(Path(out), doc)
+    return doc

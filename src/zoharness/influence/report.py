@@ -356,3 +356,66 @@ def validation_figure(scores_paths, out_dir) -> list[Path]:
     title = "Planted examples: precision–recall, training set ranked by the mean score over queries"
     fig.suptitle(title + ("; first seed of each variant" if first_seed_only else ""), fontsize=9, y=1.04)
     return save_figure(fig, out_dir, "influence-validation")
+
+
+# Training examples shown per query in the token figure.
+TOKEN_FIGURE_EXAMPLES = 5
+
+
+def _wrap(text: str, width: int = 95) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width)) or "(empty)"
+
+
+def _token_lines(doc: dict) -> list[tuple[str, str]]:
+    """(text, colour) lines of one run's panel: its first query and that query's top helpful examples."""
+    query = doc["queries"][0]
+    label = query["candidates"][query["label"]] if query.get("candidates") else query["label"]
+    lines = [
+        (
+            f"{doc['label']} ({doc['variant']}), seed {doc['seed']}. Query {query['id']}, gradient for {label!r}:",
+            "black",
+        ),
+        (_wrap(query["text"]), "black"),
+    ]
+    for rank, ex in enumerate(query["helpful"][:TOKEN_FIGURE_EXAMPLES], 1):
+        total = sum(t["influence"] for t in ex["tokens"])
+        lines.append(
+            (f"#{rank} {ex['id']} (RapidIn K={doc['K']}: {ex['score']:+.3f}; exact: {total:+.3f})", "dimgray")
+        )
+        lines.append((_wrap(ex["text"]), "black"))
+        shown = ex["tokens"][:12]
+        chips = "   ".join(f"{t['text']!r} {t['influence']:+.3f}" for t in shown)
+        more = f"   ... {len(ex['tokens']) - len(shown)} more" if len(ex["tokens"]) > len(shown) else ""
+        lines.append(("target tokens: " + chips + more, "firebrick" if total >= 0 else "steelblue"))
+    return lines
+
+
+def token_figure(tokens_paths, out_dir) -> list[Path]:
+    """influence-tokens.{png,pdf}: for the first query of each explained run (tokens.json from
+    `influence-tokens`), the query and its most helpful training examples, each with its target tokens and
+    their token-wise influence (the tokens' values add up to the example's exact influence; red: the
+    example helps the query's label, blue: it does not)."""
+    docs = [d for d in (read_json(p) for p in tokens_paths) if d["queries"]]
+    panels = [_token_lines(d) for d in docs] or [[("no token-wise influence computed", "black")]]
+    heights = [sum(t.count("\n") + 1 for t, _ in lines) + 1 for lines in panels]
+    fig, axes = plt.subplots(
+        len(panels),
+        1,
+        figsize=(11, 0.17 * sum(heights) + 0.4),
+        squeeze=False,
+        gridspec_kw={"height_ratios": heights},
+    )
+    for ax, lines, height in zip(axes[:, 0], panels, heights, strict=True):
+        ax.axis("off")
+        y = 1.0
+        for text, colour in lines:
+            ax.text(
+                0, y, text, transform=ax.transAxes, va="top", fontsize=7.5, color=colour, family="monospace"
+            )
+            y -= (text.count("\n") + 1) / height
+    fig.suptitle(
+        "Token-wise influence: a query's most helpful training examples and their target tokens", fontsize=9
+    )
+    return save_figure(fig, out_dir, "influence-tokens")
