@@ -186,3 +186,24 @@ def test_token_wise_influence_adds_up_to_the_exact_score_and_the_figure_draws(ru
             assert total == pytest.approx(float(tensors["exact"][q, column[ex["id"]]]), rel=1e-3, abs=1e-3)
     paths = token_figure([tmp_path / "tokens.json"], tmp_path / "fig")
     assert all(p.stat().st_size > 0 for p in paths)
+
+
+def test_a_query_with_no_usable_loss_is_named(model_refs):
+    from zoharness import models
+    from zoharness.data import make_split
+
+    model, tok = models.load(model_refs["llama"])
+    split = load_split(make_split("sst2", DATA, 0, num_train=4, num_dev=0, num_test=2), DATA)
+    queries = [
+        scoring.encode(tok, get_task("sst2").prompt(ex), 96, objective="classification") for ex in split.test
+    ]
+    calls = []
+
+    def nan_on_second_query(module, args, output):
+        calls.append(1)
+        return output * float("nan") if len(calls) == 2 else None
+
+    model.get_input_embeddings().register_forward_hook(nan_on_second_query)
+    params = explain.select_parameters(model, ["*"])
+    with pytest.raises(DataError, match=r"query 'q-second' has no usable loss to explain: .*non-finite loss"):
+        explain._query_gradients(model, tok, queries, ["q-first", "q-second"], params)

@@ -187,6 +187,17 @@ def _targeted(model, tok, task, query_raw, max_length, target_setting: str, plan
     return query_examples(model, gold, tok.pad_token_id, target_setting)
 
 
+def _query_gradients(model, tok, queries, ids: list[str], params) -> torch.Tensor:
+    """[q, D] the queries' gradients; a query whose loss is not finite (nothing to score) is named."""
+    grads = []
+    try:
+        for g in example_gradients(model, queries, tok.pad_token_id, params):
+            grads.append(g)
+    except FloatingPointError as e:
+        raise DataError(f"query {ids[len(grads)]!r} has no usable loss to explain: {e}") from None
+    return torch.stack(grads)
+
+
 def _token_influence(model, tok, task, by_id, helpful, query_grad, params, max_length) -> list[dict]:
     """Token-wise influence (gradients.token_gradients) of a query's most helpful training examples: per
     example its text and, per target token, the token and its exact influence on the query (they sum to
@@ -285,7 +296,7 @@ def retrieve_stage(
     backdoor = _backdoor(model, tok, task, pairs, max_length, cfg["eval"]["batch_size"], target)
     queries = _targeted(model, tok, task, query_raw, max_length, settings["target"], target)
     start = time.perf_counter()
-    query_grads = torch.stack(list(example_gradients(model, queries, tok.pad_token_id, params)))
+    query_grads = _query_gradients(model, tok, queries, [q.uid for q in query_raw], params)
     query_s = time.perf_counter() - start
     query_sketches = sketch.sketch_batch(query_grads)
     tensors, retrieve_s = {}, {}
