@@ -165,6 +165,14 @@ def prepare(slug: str, source: str, out_dir: str | Path) -> dict:
     return ref
 
 
+def _weights_folder(model_ref_path: Path, ref: dict) -> Path:
+    """The prepared weights (and tokenizer) folder of a model_ref; refuses one that is not there."""
+    folder = model_ref_path.parent / ref["weights_dir"]
+    if not folder.exists():
+        raise ModelUnavailableError(f"{folder}: prepared weights missing; rerun `zoharness prepare-model`")
+    return folder
+
+
 def load_tokenizer(model_ref_path: str | Path):
     """The tokenizer of a prepared model_ref.json alone (load() without the weights), pad token set."""
     from transformers import AutoTokenizer
@@ -179,12 +187,7 @@ def load_tokenizer(model_ref_path: str | Path):
                 f"cannot load the tokenizer of {ref['hf_id']}@{ref['revision']}: {e}"
             ) from None
     else:
-        folder = model_ref_path.parent / ref["weights_dir"]
-        if not folder.exists():
-            raise ModelUnavailableError(
-                f"{folder}: prepared weights missing; rerun `zoharness prepare-model`"
-            )
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+        tokenizer = AutoTokenizer.from_pretrained(_weights_folder(model_ref_path, ref))
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -210,12 +213,7 @@ def load(model_ref_path: str | Path, dtype: str = "float32", device: str = "cpu"
                 "Hugging Face hub or a local copy in HF_HOME; offline, use the embedded model smollm2-135m."
             ) from None
     else:
-        folder = model_ref_path.parent / ref["weights_dir"]
-        if not folder.exists():
-            raise ModelUnavailableError(
-                f"{folder}: prepared weights missing; rerun `zoharness prepare-model`"
-            )
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype)
+        model = AutoModelForCausalLM.from_pretrained(_weights_folder(model_ref_path, ref), dtype=torch_dtype)
     tokenizer = load_tokenizer(model_ref_path)
     model.to(device)
     model.eval()

@@ -134,47 +134,86 @@ def _identity(run_dir: Path, cfg: dict, source: dict) -> dict:
     }
 
 
-def cache_stage(run_dir, split_path, model_ref, settings: dict, out, threads: int | None = None) -> dict:
-    """RapidIn's caching stage for one run: every training example's gradient sketched for every K."""
+@dataclasses.dataclass
+class Explained:
+    """A finished run opened for RapidIn: its config, reported checkpoint, examples and gradient layout."""
+
+    run_dir: Path
+    cfg: dict
+    model: object
+    tok: object
+    source: dict
+    task: object
+    split: object
+    train: list
+    params: list
+    layout: dict
+    sketch: RapidGrad
+
+
+def open_run(run_dir, split_path, model_ref, settings: dict, threads: int | None = None) -> Explained:
+    """Everything both stages need, built the same way, so their cache headers agree."""
     if threads:
         torch.set_num_threads(threads)
     run_dir = Path(run_dir)
     cfg, _ = _finished(run_dir)
     model, tok, source = load_run_model(run_dir, model_ref)
-    task, _, train = _examples(run_dir, cfg, split_path, source)
+    task, split, train = _examples(run_dir, cfg, split_path, source)
     params = select_parameters(model, settings["parameters"])
     layout = parameter_header(params)
     sketch = RapidGrad(
         layout["dim"], settings["ks"], settings["seed"], settings["lam"], settings["normalise"]
     )
-    extra = {
-        **_identity(run_dir, cfg, source),
-        "example_ids": [ex.uid for ex in train],
-        "parameters": layout,
-        "objective": scoring.objective_for(task.kind),
+    return Explained(run_dir, cfg, model, tok, source, task, split, train, params, layout, sketch)
+
+
+def _cache_header(run: Explained) -> dict:
+    """What defines a run's cache besides its sketch: checked on retrieval."""
+    return {
+        **_identity(run.run_dir, run.cfg, run.source),
+        "example_ids": [ex.uid for ex in run.train],
+        "parameters": run.layout,
+        "objective": scoring.objective_for(run.task.kind),
     }
-    need = cache.estimate_bytes(len(train), sketch.ks, extra)
+
+
+def cache_stage(run_dir, split_path, model_ref, settings: dict, out, threads: int | None = None) -> dict:
+    """RapidIn's caching stage for one run: every training example's gradient sketched for every K."""
+    run = open_run(run_dir, split_path, model_ref, settings, threads)
+    extra = _cache_header(run)
+    need = cache.estimate_bytes(len(run.train), run.sketch.ks, extra)
     free = shutil.disk_usage(Path(out).resolve().parent if Path(out).parent.exists() else Path.cwd()).free
     print(
-        f"[influence] {run_dir}: {len(train)} examples, D={layout['dim']:,} over {len(params)} tensors, "
-        f"K={list(sketch.ks)}: the cache will take {need / 2**20:.1f} MiB ({free / 2**30:.1f} GiB free)",
+        f"[influence] {run.run_dir}: {len(run.train)} examples, D={run.layout['dim']:,} over {len(run.params)} "
+        f"tensors, K={list(run.sketch.ks)}: the cache will take {need / 2**20:.1f} MiB ({free / 2**30:.1f} GiB free)",
         flush=True,
     )
     if need > free:
         raise DataError(
             f"{out}: the cache needs {need:,} bytes, the disk has {free:,} free; nothing was written"
         )
-    encoded = _encode(tok, task, train, cfg["eval"]["max_length"], extra["objective"])
+    encoded = _encode(run.tok, run.task, run.train, run.cfg["eval"]["max_length"], extra["objective"])
     start = time.perf_counter()
-    grads = example_gradients(
-        model, tqdm(encoded, desc="cache", unit="ex", mininterval=10), tok.pad_token_id, params
-    )
-    cache.build_cache(grads, len(encoded), sketch, out, extra)
+    progress = tqdm(encoded, desc="cache", unit="ex", mininterval=10)
+    grads = example_gradients(run.model, progress, run.tok.pad_token_id, run.params)
+    cache.build_cache(grads, len(encoded), run.sketch, out, extra)
     seconds = time.perf_counter() - start
     print(
         f"[influence] cached {len(encoded)} examples in {seconds:.1f} s ({len(encoded) / seconds:.2f} ex/s)"
     )
-    return {"seconds": seconds, "n": len(encoded), "dim": layout["dim"], "bytes": Path(out).stat().st_size}
+    return {
+        "seconds": seconds,
+        "n": len(encoded),
+        "dim": run.layout["dim"],
+        "bytes": Path(out).stat().st_size,
+    }
+
+
+def _planted_label(task, split, manifest: dict) -> int | None:
+    """The candidate index of the split's planted label, None when nothing was planted."""
+    return (
+        plant.target_index(task, manifest["plant"], split.test[0].record) if manifest.get("plant") else None
+    )
 
 
 def _targeted(model, tok, task, query_raw, max_length, target_setting: str, planted: int | None):
@@ -268,31 +307,23 @@ def retrieve_stage(
     run_dir, split_path, model_ref, settings: dict, cache_path, out_dir, threads: int | None = None
 ) -> dict:
     """RapidIn's retrieval stage for one run's queries: scores for every K (and exact), top-k, summary."""
-    if threads:
-        torch.set_num_threads(threads)
-    run_dir, out_dir = Path(run_dir), Path(out_dir)
-    cfg, _ = _finished(run_dir)
-    manifest = read_json(split_path)
-    model, tok, source = load_run_model(run_dir, model_ref)
-    task, split, train = _examples(run_dir, cfg, split_path, source)
-    params = select_parameters(model, settings["parameters"])
-    layout = parameter_header(params)
-    sketch = RapidGrad(
-        layout["dim"], settings["ks"], settings["seed"], settings["lam"], settings["normalise"]
+    run = open_run(run_dir, split_path, model_ref, settings, threads)
+    cfg, model, tok, task, split, train, params = (
+        run.cfg,
+        run.model,
+        run.tok,
+        run.task,
+        run.split,
+        run.train,
+        run.params,
     )
-    wanted = {
-        "sketch": sketch.header(),
-        **_identity(run_dir, cfg, source),
-        "example_ids": [ex.uid for ex in train],
-        "parameters": layout,
-        "objective": scoring.objective_for(task.kind),
-    }
+    sketch, layout, source, out_dir = run.sketch, run.layout, run.source, Path(out_dir)
+    manifest = read_json(split_path)
+    wanted = {"sketch": sketch.header(), **_cache_header(run)}
     header, cached = cache.load_cache(cache_path, wanted)
     query_raw, pairs = _queries(task, split, manifest, settings)
     max_length = cfg["eval"]["max_length"]
-    target = (
-        plant.target_index(task, manifest["plant"], split.test[0].record) if manifest.get("plant") else None
-    )
+    target = _planted_label(task, split, manifest)
     backdoor = _backdoor(model, tok, task, pairs, max_length, cfg["eval"]["batch_size"], target)
     queries = _targeted(model, tok, task, query_raw, max_length, settings["target"], target)
     start = time.perf_counter()
@@ -368,41 +399,33 @@ def tokens_stage(
     """Token-wise influence for the first TOKEN_QUERIES queries of a retrieval (topk.json): each query's
     top-k helpful training examples split over their target tokens (gradients.token_gradients), with each
     token's exact influence on the query. Writes `out` (JSON), which the token figure reads."""
-    if threads:
-        torch.set_num_threads(threads)
-    run_dir = Path(run_dir)
-    cfg, _ = _finished(run_dir)
+    run = open_run(run_dir, split_path, model_ref, settings, threads)
     manifest = read_json(split_path)
-    model, tok, source = load_run_model(run_dir, model_ref)
-    task, split, train = _examples(run_dir, cfg, split_path, source)
-    params = select_parameters(model, settings["parameters"])
     top = read_json(topk_path)
-    query_raw, _ = _queries(task, split, manifest, {**settings, "num_queries": TOKEN_QUERIES})
+    query_raw, _ = _queries(run.task, run.split, manifest, {**settings, "num_queries": TOKEN_QUERIES})
     query_raw = query_raw[: len(top["queries"])]
     if [q.uid for q in query_raw] != [q["id"] for q in top["queries"][: len(query_raw)]]:
         raise DataError(f"{topk_path}: its queries are not this run's (another split or influence block?)")
-    planted = (
-        plant.target_index(task, manifest["plant"], split.test[0].record) if manifest.get("plant") else None
-    )
-    max_length = cfg["eval"]["max_length"]
-    queries = _targeted(model, tok, task, query_raw, max_length, settings["target"], planted)
-    by_id = {ex.uid: ex for ex in train}
+    planted = _planted_label(run.task, run.split, manifest)
+    max_length = run.cfg["eval"]["max_length"]
+    queries = _targeted(run.model, run.tok, run.task, query_raw, max_length, settings["target"], planted)
+    by_id = {ex.uid: ex for ex in run.train}
     start = time.perf_counter()
     result = []
-    grads = example_gradients(model, queries, tok.pad_token_id, params)
+    grads = example_gradients(run.model, queries, run.tok.pad_token_id, run.params)
     for raw, query, entry, query_grad in zip(query_raw, queries, top["queries"], grads, strict=False):
         result.append(
             {
                 "id": entry["id"],
                 "text": entry["text"],
                 "label": int(query.label),
-                "candidates": list(task.render(raw.record).candidates),
+                "candidates": list(run.task.render(raw.record).candidates),
                 "helpful": _token_influence(
-                    model, tok, task, by_id, entry["helpful"], query_grad, params, max_length
+                    run.model, run.tok, run.task, by_id, entry["helpful"], query_grad, run.params, max_length
                 ),
             }
         )
-    identity = {k: cfg[k] for k in ("model", "task", "variant", "seed")} | {"label": cfg["label"]}
+    identity = {k: run.cfg[k] for k in ("model", "task", "variant", "seed")} | {"label": run.cfg["label"]}
     doc = {**identity, "K": top["K"], "queries": result, "seconds": time.perf_counter() - start}
     write_json_atomic(Path(out), doc)
     return doc
