@@ -207,3 +207,28 @@ def test_a_query_with_no_usable_loss_is_named(model_refs):
     params = explain.select_parameters(model, ["*"])
     with pytest.raises(DataError, match=r"query 'q-second' has no usable loss to explain: .*non-finite loss"):
         explain._query_gradients(model, tok, queries, ["q-first", "q-second"], params)
+
+
+def test_a_sparse_zo_run_is_explained_over_its_delta(tmp_path, model_refs):
+    """sparse-ZO-int4 trains only a sparse delta over a frozen NF4 base: its run replays to best_step and
+    RapidIn takes the gradient over the delta tensors (parameters: ["*.delta"])."""
+    from zoharness import models
+    from zoharness.methods import get_method
+
+    module = get_method("sparse_zo_int4")
+    run_dir, split = make_run(tmp_path, "sparse_zo_int4", module.SMOKE_PARAMS, data=DATA_CFG)
+    base, _ = models.load(model_refs["llama"])
+    inputs = module.smoke_inputs(base, [], tmp_path)
+    train(run_dir / "run_config.json", split, model_refs["llama"], run_dir, threads=1, inputs=inputs)
+    settings = {**SETTINGS, "parameters": ["*.delta"], "ks": [64], "exact": True}
+    model, _, source = explain.load_run_model(run_dir, model_refs["llama"])
+    assert source["kind"] == "replay"
+    deltas = explain.select_parameters(model, ["*.delta"])
+    assert deltas and all(n.endswith(".delta") for n, _ in deltas)
+    explain.cache_stage(run_dir, split, model_refs["llama"], settings, tmp_path / "c.safetensors")
+    explain.retrieve_stage(
+        run_dir, split, model_refs["llama"], settings, tmp_path / "c.safetensors", tmp_path / "o"
+    )
+    meta, tensors = read_scores(tmp_path / "o" / "scores.safetensors")
+    assert tensors["exact"].shape == (SETTINGS["num_queries"], 24) and np.isfinite(tensors["exact"]).all()
+    assert np.abs(tensors["exact"]).max() > 0  # the delta's gradients are not all zero
