@@ -151,6 +151,30 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
             yield lineno, record
 
 
+def read_safetensors_json(path: str | os.PathLike, key: str, what: str) -> dict:
+    """The JSON object stored as metadata entry `key` of a safetensors file (the influence caches and
+    scores keep their whole header there); errors name the file. `what` says what the file should be."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: {what} not found")
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            metadata = f.metadata() or {}
+    except (SafetensorError, OSError) as e:
+        raise DataError(f"{path}: not a readable safetensors file ({e})") from None
+    if key not in metadata:
+        raise DataError(f"{path}: no {key!r} metadata; not {what}")
+    try:
+        obj = json.loads(metadata[key])
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: metadata {key!r} is not valid JSON ({e.msg})") from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}: metadata {key!r} is a {type(obj).__name__}, expected an object")
+    return obj
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from zoharness.influence.rapidgrad import RapidGrad, check_same_sketch
-from zoharness.io import DataError, atomic_open, dumps
+from zoharness.io import DataError, atomic_open, dumps, read_safetensors_json
 
 CACHE_FORMAT = 1
 META_KEY = "zoharness.influence_cache"
@@ -180,24 +180,8 @@ def _describe(key: str, have, want) -> list[str]:
 
 def read_header(path: str | Path) -> dict:
     """The cache's JSON header, unchecked (for inspection; load_cache checks it)."""
-    from safetensors import SafetensorError, safe_open
-
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: influence cache not found")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except (SafetensorError, OSError) as e:
-        raise DataError(f"{path}: not a readable safetensors file ({e})") from None
-    if META_KEY not in meta:
-        raise DataError(f"{path}: no {META_KEY!r} metadata; not an influence cache written by build_cache")
-    try:
-        header = json.loads(meta[META_KEY])
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: metadata {META_KEY!r} is not valid JSON ({e.msg})") from None
-    if not isinstance(header, dict):
-        raise DataError(f"{path}: metadata {META_KEY!r} is a {type(header).__name__}, expected an object")
+    header = read_safetensors_json(path, META_KEY, "an influence cache written by build_cache")
     if header.get("cache_format") != CACHE_FORMAT:
         raise DataError(
             f"{path}: header cache_format is {header.get('cache_format')!r}, this harness reads "

@@ -23,16 +23,15 @@ examples keep training-set order. Spearman is NaN for a query whose scores are a
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from safetensors import SafetensorError, safe_open
+from safetensors import safe_open
 from scipy.stats import spearmanr
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
-from zoharness.io import DataError, read_json, write_text_atomic
+from zoharness.io import DataError, read_json, read_safetensors_json, write_text_atomic
 from zoharness.plotting import plt, save_figure
 
 METADATA_KEY = "zoharness.influence_scores"
@@ -67,20 +66,9 @@ def read_scores(path) -> tuple[dict, dict[str, np.ndarray]]:
     """The scores file's metadata and its [query, train] matrices (`exact` if computed, `k<K>` per K),
     checked against its ids; a DataError naming the file otherwise."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: scores file not found")
-    try:
-        with safe_open(str(path), framework="numpy") as f:
-            header = f.metadata() or {}
-            tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (not a dict)
-    except SafetensorError as e:
-        raise DataError(f"{path}: not a readable safetensors file ({e})") from None
-    if METADATA_KEY not in header:
-        raise DataError(f"{path}: no {METADATA_KEY!r} metadata; not a scores file of zoharness.influence")
-    try:
-        meta = json.loads(header[METADATA_KEY])
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: metadata {METADATA_KEY!r} is not JSON ({e.msg})") from None
+    meta = read_safetensors_json(path, METADATA_KEY, "a scores file of zoharness.influence")
+    with safe_open(str(path), framework="numpy") as f:
+        tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (not a dict)
     missing = [
         key for key in ("query_ids", "train_ids", "ks", "exact", "planted_ids", *IDENTITY) if key not in meta
     ]
