@@ -27,6 +27,7 @@ INPROGRESS = ".inprogress"
 LOG = "train_log.jsonl"  # in INPROGRESS while training, copied to the run directory when complete
 LOCK = "trainer.lock"  # in INPROGRESS: {"pid", "host", "started"} of the live trainer
 SEGMENTS = "segments.json"  # in INPROGRESS: one record per process that trained part of the run
+WEIGHTS_DIR = "weights"  # the run's saved weights (train.save_weights; influence.explain loads them)
 
 
 class RunLockedError(DataError):

@@ -63,6 +63,7 @@ from zoharness.rundir import (
     INPROGRESS,
     LOG,
     SEGMENTS,
+    WEIGHTS_DIR,
     copy_atomic,
     lock_run,
     read_segments,
@@ -560,21 +561,18 @@ def _metrics(run: Run, results: dict, checkpoints: dict, eval_s: float) -> dict:
     }
 
 
-WEIGHTS = "weights"
-
-
 def save_weights(run: Run) -> dict:
     """The reported checkpoint's weights under <run>/weights/ (trainer.save: the whole model, or what the
     method trained), for a run that cannot be rebuilt by replay and that a suite's `influence:` block
     explains (run_spec's save_weights). Written to a sibling folder and renamed, so a half-written
     folder is never there under the final name. Returns {"dir", "bytes"} for metrics.json."""
-    final = run.out_dir / WEIGHTS
-    partial = run.out_dir / f".{WEIGHTS}.partial"
+    final = run.out_dir / WEIGHTS_DIR
+    partial = run.out_dir / f".{WEIGHTS_DIR}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     run.trainer.save(partial)
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)
-    return {"dir": WEIGHTS, "bytes": sum(f.stat().st_size for f in final.rglob("*") if f.is_file())}
+    return {"dir": WEIGHTS_DIR, "bytes": sum(f.stat().st_size for f in final.rglob("*") if f.is_file())}
 
 
 def write(run: Run, results: dict, checkpoints: dict, eval_s: float) -> dict:

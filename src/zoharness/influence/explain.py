@@ -38,12 +38,13 @@ from zoharness.influence.rapidgrad import RapidGrad
 from zoharness.io import DataError, atomic_open, read_json, sha256_file, write_json_atomic
 from zoharness.methods import get_method, method_hooks
 from zoharness.replay import NotReplayableError, replay
+from zoharness.rundir import WEIGHTS_DIR
 from zoharness.tasks import get_task
+from zoharness.trainlog import read_train_log
 
 SCORES_META = "zoharness.influence_scores"
 # Token-wise influence for the top-k helpful examples of this many queries (topk.json "tokens").
 TOKEN_QUERIES = 3
-WEIGHTS = "weights"  # train.WEIGHTS (not imported: train pulls in the whole loop)
 EXPLAINABLE = (
     "runs of evaluation-only methods (zero-shot, ICL: the base model), of methods whose trajectory replays "
     "(the ZO methods), and trained runs of a suite whose influence block names their variant (their "
@@ -69,7 +70,7 @@ def load_run_model(run_dir, model_ref, device="cpu"):
         model, tok = models.load(model_ref, dtype, device)
         return model, tok, {"kind": "base", "step": 0, "inputs": {}}
     step = metrics.get("best_step", metrics["steps"])
-    weights = run_dir / WEIGHTS
+    weights = run_dir / WEIGHTS_DIR
     if weights.is_dir():
         from transformers import AutoModelForCausalLM
 
@@ -110,16 +111,11 @@ def _examples(run_dir: Path, cfg: dict, split_path, source: dict):
     module = get_method(cfg["method"])
     hooks = method_hooks(module)
     inputs = {n: e["path"] for n, e in source.get("inputs", {}).items()}
-    if hooks.inputs and not inputs:
-        header_inputs = read_json_first_line(run_dir / "train_log.jsonl").get("inputs", {})
-        inputs = {n: e["path"] for n, e in header_inputs.items()}
+    if hooks.inputs and not inputs:  # not replayed: the paths the run's log header recorded
+        header, _ = read_train_log(run_dir / "train_log.jsonl")
+        inputs = {n: e["path"] for n, e in header.get("inputs", {}).items()}
     train = hooks.train_examples(module.Params(**cfg["params"]), task, split.train, **inputs)
     return task, split, train
-
-
-def read_json_first_line(path: Path) -> dict:
-    with open(path, encoding="utf-8") as f:
-        return json.loads(f.readline())
 
 
 def _encode(tokenizer, task, examples, max_length, objective):
@@ -270,10 +266,10 @@ def _queries(task, split, manifest: dict, settings: dict):
     attack-success check."""
     if settings["queries"] == "test":
         return split.test[: settings["num_queries"]], []
-    spec = manifest.get("plant")
-    if not spec:
+    target = _planted_label(task, split, manifest)
+    if target is None:
         raise DataError("influence.queries is 'triggered' but the split planted no trigger (data.plant)")
-    target = plant.target_index(task, spec, split.test[0].record)
+    spec = manifest["plant"]
     eligible = [ex for ex in split.test if task.render(ex.record).label != target]
     triggered = [
         type(ex)(uid=f"{ex.uid}#triggered", record=plant.triggered_record(ex.record, spec, ex.uid))

@@ -20,6 +20,7 @@ and nothing else changes, so its gradient comes from the same code path as a tra
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import math
@@ -89,15 +90,7 @@ def example_gradients(
 
     A generator: one gradient exists at a time unless the caller keeps them (build_cache keeps a block).
     The model's state is restored when the generator finishes, fails or is closed."""
-    if not params:
-        raise ValueError("example_gradients: params is empty (see trainable_parameters)")
-    tensors = [p for _, p in params]
-    was_training = model.training
-    frozen = [p for p in tensors if not p.requires_grad]
-    try:
-        model.eval()
-        for p in frozen:
-            p.requires_grad_(True)
+    with _gradient_mode(model, params, "example_gradients") as tensors:
         for i, ex in enumerate(encoded_examples):
             batch = scoring.collate([ex], pad_id).to(device)
             with torch.enable_grad():
@@ -114,6 +107,23 @@ def example_gradients(
             yield flatten_normalised(
                 [torch.zeros_like(p) if g is None else g for p, g in zip(tensors, grads, strict=True)]
             )
+
+
+@contextlib.contextmanager
+def _gradient_mode(model, params: Sequence[tuple[str, torch.nn.Parameter]], caller: str):
+    """The tensors of `params`, with the model in eval mode and every one of them requiring grad for the
+    duration; the model's mode and the frozen tensors' flags are given back however the block ends
+    (module docstring: what the model looks like afterwards)."""
+    if not params:
+        raise ValueError(f"{caller}: params is empty (see trainable_parameters)")
+    tensors = [p for _, p in params]
+    was_training = model.training
+    frozen = [p for p in tensors if not p.requires_grad]
+    try:
+        model.eval()
+        for p in frozen:
+            p.requires_grad_(True)
+        yield tensors
     finally:
         for p in frozen:
             p.requires_grad_(False)
@@ -183,54 +193,37 @@ def token_gradients(
     example_gradients' vector, and a token's influence <row, query> sums over the tokens to the example's
     influence. For a generation task the rows are the answer's tokens; for SST-2, the two candidates'
     tokens (the gold one pulled up, the other pushed down)."""
-    if not params:
-        raise ValueError("token_gradients: params is empty (see trainable_parameters)")
-    tensors = [p for _, p in params]
-    was_training = model.training
-    frozen = [p for p in tensors if not p.requires_grad]
     batch = scoring.collate([example], pad_id).to(device)
-    try:
-        model.eval()
-        for p in frozen:
-            p.requires_grad_(True)
-        with torch.enable_grad():
-            logprobs = scoring.token_logprobs(model, batch)
-            slots = batch.entry_slot
-            if batch.objective == "lm":
-                weights = torch.full_like(logprobs, -1.0 / logprobs.numel())
-            else:
-                counts = torch.bincount(slots, minlength=example.n_candidates).to(logprobs.dtype)
-                scores = torch.zeros_like(counts).index_add_(0, slots, logprobs.detach()) / counts.clamp(
-                    min=1
+    with _gradient_mode(model, params, "token_gradients") as tensors, torch.enable_grad():
+        logprobs = scoring.token_logprobs(model, batch)
+        slots = batch.entry_slot
+        if batch.objective == "lm":
+            weights = torch.full_like(logprobs, -1.0 / logprobs.numel())
+        else:
+            counts = torch.bincount(slots, minlength=example.n_candidates).to(logprobs.dtype)
+            scores = torch.zeros_like(counts).index_add_(0, slots, logprobs.detach()) / counts.clamp(min=1)
+            probs = torch.softmax(scores[: example.n_candidates], dim=0)
+            onehot = torch.nn.functional.one_hot(torch.tensor(example.label), example.n_candidates).to(probs)
+            weights = ((probs - onehot) / counts[: example.n_candidates])[slots]
+        terms = weights.detach() * logprobs
+        whole = torch.autograd.grad(terms.sum(), tensors, retain_graph=True, allow_unused=True)
+        norms = [
+            torch.ones((), device=p.device) if g is None or not bool(g.norm() > 0) else g.norm()
+            for p, g in zip(tensors, whole, strict=True)
+        ]
+        rows = []
+        for e in range(terms.numel()):
+            grads = torch.autograd.grad(
+                terms[e], tensors, retain_graph=e + 1 < terms.numel(), allow_unused=True
+            )
+            rows.append(
+                torch.cat(
+                    [
+                        (torch.zeros_like(p) if g is None else g / n).reshape(-1).to(torch.float32)
+                        for p, g, n in zip(tensors, grads, norms, strict=True)
+                    ]
                 )
-                probs = torch.softmax(scores[: example.n_candidates], dim=0)
-                onehot = torch.nn.functional.one_hot(torch.tensor(example.label), example.n_candidates).to(
-                    probs
-                )
-                weights = ((probs - onehot) / counts[: example.n_candidates])[slots]
-            terms = weights.detach() * logprobs
-            whole = torch.autograd.grad(terms.sum(), tensors, retain_graph=True, allow_unused=True)
-            norms = [
-                torch.ones((), device=p.device) if g is None or not bool(g.norm() > 0) else g.norm()
-                for p, g in zip(tensors, whole, strict=True)
-            ]
-            rows = []
-            for e in range(terms.numel()):
-                grads = torch.autograd.grad(
-                    terms[e], tensors, retain_graph=e + 1 < terms.numel(), allow_unused=True
-                )
-                rows.append(
-                    torch.cat(
-                        [
-                            (torch.zeros_like(p) if g is None else g / n).reshape(-1).to(torch.float32)
-                            for p, g, n in zip(tensors, grads, norms, strict=True)
-                        ]
-                    )
-                )
-    finally:
-        for p in frozen:
-            p.requires_grad_(False)
-        model.train(was_training)
+            )
     info = [
         {"entry": e, "candidate": cand, "token": tgt, "position": pos}
         for e, (_, pos, tgt, cand) in enumerate(example.entries)
