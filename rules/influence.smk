@@ -9,6 +9,7 @@ INFLUENCE = SUITE.get("influence")
 INFLUENCE_DIR = f"results/{NAME}/influence/{{model}}/{{task}}/{{variant}}/seed{{seed}}"
 INFLUENCE_CACHE = f"{INFLUENCE_DIR}/cache.safetensors"
 INFLUENCE_OUT = f"{INFLUENCE_DIR}/{{queries}}"
+INFLUENCE_SCORES = f"{INFLUENCE_OUT}/scores.safetensors"
 INFLUENCE_TABLES = [f"results/tables/{NAME}-influence.csv", f"results/tables/{NAME}-influence.md"]
 INFLUENCE_FIGURE = [
     f"figures/{NAME}/influence-{kind}.{ext}" for kind in ("validation", "tokens") for ext in ("png", "pdf")
@@ -57,11 +58,12 @@ if INFLUENCE:
         input:
             cache=INFLUENCE_CACHE,
             metrics=f"{RUN_DIR}/metrics.json",
+            train_log=f"{RUN_DIR}/train_log.jsonl",
             split=SPLIT,
             model_ref=MODEL_REF,
             data=split_data_files,
         output:
-            scores=f"{INFLUENCE_OUT}/scores.safetensors",
+            scores=INFLUENCE_SCORES,
             topk=f"{INFLUENCE_OUT}/topk.json",
             summary=f"{INFLUENCE_OUT}/summary.json",
         wildcard_constraints:
@@ -86,6 +88,7 @@ if INFLUENCE:
         input:
             topk=f"{INFLUENCE_OUT}/topk.json",
             metrics=f"{RUN_DIR}/metrics.json",
+            train_log=f"{RUN_DIR}/train_log.jsonl",
             split=SPLIT,
             model_ref=MODEL_REF,
             data=split_data_files,

@@ -123,17 +123,11 @@ if INFLUENCE:
         conda:
             CONDA_ENV
         input:
-            scores=f"{INFLUENCE_OUT}/scores.safetensors".replace("{queries}", INFLUENCE["queries"]),
-            rephrased=lambda w: INPUT_FILES["rephrased"](w),
-            baseline=lambda w: (
-                [
-                    f"{INFLUENCE_OUT}/scores.safetensors".format(
-                        model=w.model, task=w.task, variant=_BASELINES[0], seed=w.seed, queries=INFLUENCE["queries"]
-                    )
-                ]
-                if _BASELINES
-                else []
-            ),
+            scores=lambda w: INFLUENCE_SCORES.format(**w, queries=INFLUENCE["queries"]),
+            rephrased=INPUT_FILES["rephrased"],
+            baseline=lambda w: [
+                INFLUENCE_SCORES.format(**{**w, "variant": v}, queries=INFLUENCE["queries"]) for v in _BASELINES[:1]
+            ],
         output:
             csv=f"{REPHRASE_INFLUENCE}.csv",
             md=f"{REPHRASE_INFLUENCE}.md",

@@ -91,15 +91,13 @@ def build_cache(
     """Sketch the n gradients `grad_iter` yields (1-D, length sketch.dim, example i first) into the cache
     file `out_path`; return its header. Nothing is written unless all n arrive: an exception from the
     iterator, or a count other than n, leaves out_path as it was."""
-    if block is None:
-        block = (
-            max(1, min(64, BUFFER_BYTES // (4 * max(1, sketch.dim)))) if isinstance(sketch, RapidGrad) else 1
-        )
+    if not isinstance(sketch, RapidGrad):
+        raise ValueError(f"build_cache: sketch must be a RapidGrad, got {type(sketch).__name__}")
+    if block is None:  # sketch.dim >= 1 (RapidGrad checks it)
+        block = max(1, min(64, BUFFER_BYTES // (4 * sketch.dim)))
     for name, value in (("n", n), ("block", block)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
             raise ValueError(f"build_cache: {name} must be an integer >= 1, got {value!r}")
-    if not isinstance(sketch, RapidGrad):
-        raise ValueError(f"build_cache: sketch must be a RapidGrad, got {type(sketch).__name__}")
     _check_extra(header_extra, n, sketch)
     header = {
         "cache_format": CACHE_FORMAT,
