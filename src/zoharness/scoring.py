@@ -282,6 +282,20 @@ def loss(model, batch: Batch) -> torch.Tensor:
     return torch.nn.functional.cross_entropy(candidate_scores(model, batch), batch.labels)
 
 
+def negative_accuracy(model, batch: Batch) -> torch.Tensor:
+    """MeZO Table 3's non-differentiable objective for classification: minus the batch's accuracy (the
+    fraction of examples whose highest-scoring candidate is the label), a step function of the weights."""
+    if batch.objective == "lm":
+        raise ValueError("the accuracy objective needs a classification batch (candidates and labels)")
+    predicted = candidate_scores(model, batch).argmax(dim=-1)
+    return -(predicted == batch.labels.to(predicted.device)).to(torch.float64).mean()
+
+
+# A ZO method's training objective by name (mezo.Params.objective, which also says the task kinds each
+# is defined for): "loss" is the differentiable one above.
+TRAIN_OBJECTIVES = {"loss": loss, "accuracy": negative_accuracy}
+
+
 # Probe for packing: two sequences, compared packed and padded at every real position.
 _PROBE_LENGTHS = (7, 4)
 PACKING_MODES = ("positions", "block_mask")

@@ -232,7 +232,7 @@ def prepare(cfg, run_config_path, split_path, model_ref_path, out_dir, threads, 
     task = get_task(cfg["task"])
     split = load_split(read_json(split_path), data_dir(cfg["data"]), str(split_path))
     model, tokenizer = models.load(model_ref_path, cfg["precision"]["weights"], device)
-    total = module.num_steps(params, len(split.train))
+    total = module.num_steps(params, len(split.train), task.kind)
     # A method may train on other examples than the split's (rephrased ones); evaluation never changes.
     train_examples = hooks.train_examples(params, task, split.train, **inputs)
     # Evaluation-only methods (zero-shot, ICL) never batch the train split: skip tokenising it.

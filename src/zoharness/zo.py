@@ -27,6 +27,13 @@ by θ -= lr·g·z: identical in exact arithmetic, one rounding and one pass over
   θ += ε z;  L+ = L(θ);  θ -= 2ε z;  L- = L(θ);  g = (L+ - L-) / (2ε);  θ += (ε - lr·g) z
 Replaying the three weight updates of each logged step (no forward passes) rebuilds the final weights
 bit for bit, because it repeats the same floating-point operations on the same z.
+
+The query budget q (ZO-Bench's, arXiv 2402.11592): a step averages q directional estimates. Direction 0
+uses the step seed (so q = 1 is the plain step, bit for bit); direction j >= 1 uses
+int(numpy.random.SeedSequence([run_seed, step, j]).generate_state(1, numpy.uint32)[0]). Each direction's
+estimate restores θ (θ += εz_j) before the next, then the update applies ĝ = (1/q) Σ_j g_j z_j: plain SGD as
+q passes θ += (-lr·g_j/q) z_j, a stateful rule (momentum, sign, Adam) per tensor on ĝ summed in float32.
+The log records every direction's seed and projected gradient; the step's forward passes are 2q.
 """
 
 from __future__ import annotations
@@ -69,6 +76,15 @@ class PhaseTimer:
 
 def step_seed(run_seed: int, step: int) -> int:
     return int(np.random.SeedSequence([run_seed, step]).generate_state(1, np.uint32)[0])
+
+
+def direction_seeds(run_seed: int, step: int, queries: int) -> list[int]:
+    """The seeds of a step's q directions: the step seed first, so q = 1 is the plain step."""
+    extra = [
+        int(np.random.SeedSequence([run_seed, step, j]).generate_state(1, np.uint32)[0])
+        for j in range(1, queries)
+    ]
+    return [step_seed(run_seed, step), *extra]
 
 
 def tensor_seeds(zo_seed: int, n_tensors: int) -> list[int]:
@@ -181,6 +197,26 @@ class SeededNoise:
             zo_seed, lambda i, t, z: t.add_(z if t.dtype == torch.float32 else z.to(t.dtype), alpha=coeff)
         )
 
+    @torch.no_grad()
+    def foreach_sum(self, zo_seeds: list[int], coeffs: list[float], fn) -> None:
+        """fn(i, tensor, d) for every tensor with d = Σ_j coeffs[j]·z_j(zo_seeds[j]) (float32, summed in
+        that order); one tensor-sized buffer per thread, the z cache bypassed. A stateful update rule's
+        q-direction path (the estimate ĝ of one tensor at a time)."""
+        start = time.perf_counter()
+        seeds = [tensor_seeds(s, len(self.tensors)) for s in zo_seeds]
+
+        @torch.no_grad()
+        def one(i: int) -> None:
+            t = self.tensors[i]
+            d = torch.zeros(t.shape, dtype=torch.float32, device=t.device)
+            z = torch.empty_like(d)
+            for k, c in zip(seeds, coeffs, strict=True):
+                d.add_(self._draw(i, k[i], z), alpha=c)
+            fn(i, t, d)
+
+        self._run(one, self._order)
+        self.timer.add("passes", time.perf_counter() - start)
+
     @property
     def cache_bytes(self) -> int:
         """Memory held by the per-step z cache (0 without cache)."""
@@ -283,8 +319,17 @@ class ZOSGD(Trainer):
         cache: bool,
         threads: int,
         generator: str = "torch",
+        queries: int = 1,
+        objective: str = "loss",
     ):
+        if queries < 1:
+            raise ValueError(f"queries must be >= 1, got {queries}")
+        if objective not in scoring.TRAIN_OBJECTIVES:
+            raise ValueError(
+                f"objective must be one of {sorted(scoring.TRAIN_OBJECTIVES)}, got {objective!r}"
+            )
         self.model, self.lr, self.eps, self.run_seed = model, lr, eps, run_seed
+        self.queries, self.objective = queries, objective
         noise_class = self.noise_class
         if generator != "torch":
             # the generator replaces the standard normal draw; a variant with its own distribution
@@ -300,7 +345,7 @@ class ZOSGD(Trainer):
     def _loss(self, batch, phase: str) -> float:
         """The objective at the current weights; times the forward and the host sync (float()) apart."""
         t0 = time.perf_counter()
-        loss = scoring.loss(self.model, batch)
+        loss = scoring.TRAIN_OBJECTIVES[self.objective](self.model, batch)
         t1 = time.perf_counter()
         value = float(loss)  # waits for the device: on CUDA most of the forward shows up here
         self.noise.timer.add(phase, t1 - t0)
@@ -309,12 +354,45 @@ class ZOSGD(Trainer):
 
     @torch.no_grad()
     def step(self, batch, index: int) -> dict:
-        seed = step_seed(self.run_seed, index)
         self.noise.timer.pop()
-        record = self.estimate(batch, seed, index)
-        self.update(seed, record["projected_grad"], self.lr)
+        if self.queries == 1:
+            seed = step_seed(self.run_seed, index)
+            record = self.estimate(batch, seed, index)
+            self.update(seed, record["projected_grad"], self.lr)
+        else:
+            seeds = direction_seeds(self.run_seed, index, self.queries)
+            record = self.estimate_directions(batch, seeds, index)
+            self.update_directions(seeds, record["projected_grads"], self.lr)
         record["phases_s"] = self.noise.timer.pop()
         return record
+
+    def estimate_directions(self, batch, seeds: list[int], index: int) -> dict:
+        """q estimates, each restored (θ unchanged after); the record lists every direction's."""
+        parts = []
+        for seed in seeds:
+            parts.append(self.estimate(batch, seed, index))
+            self.restore(seed)
+        record = {
+            "loss": sum(p["loss"] for p in parts) / len(parts),
+            "zo_seeds": seeds,
+            "projected_grads": [p["projected_grad"] for p in parts],
+            "lr": self.lr,
+            "forward_passes": sum(p["forward_passes"] for p in parts),
+        }
+        for key in ("loss_plus", "loss_minus"):
+            if key in parts[0]:
+                record[key + "es"] = [p[key] for p in parts]
+        return record
+
+    def restore(self, seed: int) -> None:
+        """Back to θ from where `estimate` leaves the weights (θ - εz)."""
+        self.noise.axpy(seed, self.eps)
+
+    def update_directions(self, seeds: list[int], grads: list[float], lr: float) -> None:
+        """From θ to the step's new weights along ĝ = (1/q) Σ g_j z_j: SGD, one pass per direction."""
+        q = len(seeds)
+        for seed, grad in zip(seeds, grads, strict=True):
+            self.noise.axpy(seed, -lr * grad / q)
 
     def estimate(self, batch, seed: int, index: int) -> dict:
         """The projected gradient from two forwards; leaves θ at θ - εz. Returns the step's log record."""
@@ -348,8 +426,14 @@ class ZOSGD(Trainer):
     @torch.no_grad()
     def replay(self, record: dict) -> None:
         """Apply a logged step's weight updates (the same operations as `step`, without forwards)."""
-        self.replay_estimate(record["zo_seed"])
-        self.update(record["zo_seed"], record["projected_grad"], record["lr"])
+        if "zo_seeds" not in record:
+            self.replay_estimate(record["zo_seed"])
+            self.update(record["zo_seed"], record["projected_grad"], record["lr"])
+            return
+        for seed in record["zo_seeds"]:
+            self.replay_estimate(seed)
+            self.restore(seed)
+        self.update_directions(record["zo_seeds"], record["projected_grads"], record["lr"])
 
     def state_bytes(self) -> int:
         """Optimizer state held on top of the weights (0 for SGD; a momentum buffer is a full copy)."""
@@ -364,6 +448,19 @@ class ZOSGD(Trainer):
         }
 
     def trajectory_header(self) -> dict:
+        # q and the objective are described only when they are not MeZO's, so a log written before they
+        # existed still has this header (and resumes)
+        extra = {}
+        if self.queries != 1:
+            extra.update(
+                queries=self.queries,
+                direction_seed="j=0: step_seed; j>=1: "
+                "int(numpy.random.SeedSequence([run_seed, step, j]).generate_state(1, numpy.uint32)[0])",
+                queries_update="each direction restored after its estimate; then SGD: θ+=(-lr·g_j/q)z_j for j "
+                "in order; a stateful rule: apply(ĝ), ĝ=Σ_j (g_j/q)·z_j summed in float32 in order",
+            )
+        if self.objective != "loss":
+            extra["objective"] = f"{self.objective}: scoring.TRAIN_OBJECTIVES[{self.objective!r}]"
         return {
             "zo": {
                 "eps": self.eps,
@@ -372,5 +469,110 @@ class ZOSGD(Trainer):
                 "estimator": self.ESTIMATOR,
                 "update": self.UPDATE,
                 "step": f"{self.ESTIMATOR}; {self.UPDATE}",
+                **extra,
             }
         }
+
+
+class StatefulZO(ZOSGD):
+    """A ZO update rule that is not an axpy along z (momentum, sign, Adam): one seam,
+    `apply(i, tensor, direction, scale, lr)`, where tensor i's gradient estimate is scale·direction
+    (float32). With q = 1 the direction is the step's z and scale its projected gradient, applied in the
+    same pass over each tensor as the restore; with q > 1 it is ĝ (zoharness.zo's docstring), scale 1."""
+
+    def begin_update(self) -> None:
+        """Called once before each update (Adam's step count)."""
+
+    def apply(self, i: int, t: torch.Tensor, direction: torch.Tensor, scale: float, lr: float) -> None:
+        raise NotImplementedError(f"{type(self).__name__} does not implement apply()")
+
+    def update(self, seed: int, grad: float, lr: float) -> None:
+        self.begin_update()
+
+        def one(i, t, z):  # restore and update in one pass over each tensor: z is drawn once
+            t.add_(z.to(t.dtype), alpha=self.eps)
+            self.apply(i, t, z, grad, lr)
+
+        self.noise.foreach(seed, one)
+
+    def update_directions(self, seeds: list[int], grads: list[float], lr: float) -> None:
+        self.begin_update()
+        q = len(seeds)
+        self.noise.foreach_sum(seeds, [g / q for g in grads], lambda i, t, d: self.apply(i, t, d, 1.0, lr))
+
+
+class _LossOf(torch.nn.Module):
+    """scoring.loss as a module's forward, so torch.func.functional_call can swap the model's parameters
+    (tied weights included) for the duration of one call."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.inner = model
+
+    def forward(self, batch):
+        return scoring.loss(self.inner, batch)
+
+
+class ForwardGradient(ZOSGD):
+    """The forward-gradient method (Baydin et al. 2022; ZO-Bench's "FG"): the directional derivative
+    ∇L(θ)·z computed exactly by forward-mode AD (torch.func.jvp: one forward carrying the tangent z,
+    about the cost of 1.5 to 3 plain forwards), then MeZO's update θ -= lr·g·z. No perturbation, so
+    nothing to restore. Memory on top of inference: the tangent (a float copy of the trainable weights in
+    their dtype) and the forward's tangent activations. Attention runs on SDPA's math kernel during the
+    jvp (the fused CPU/CUDA kernels have no forward-mode derivative)."""
+
+    ESTIMATOR = "forward-mode directional derivative: L, g = torch.func.jvp(L, θ, z) (z the step's noise)"
+    UPDATE = "SGD along z: θ+=(-lr·g)z"
+
+    def estimate(self, batch, seed: int, index: int) -> dict:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        if self.objective != "loss":  # a step function's derivative is zero almost everywhere
+            raise ValueError(
+                f"the forward gradient needs the differentiable objective, not {self.objective!r}"
+            )
+
+        t0 = time.perf_counter()
+        primals = {f"inner.{n}": t for n, t in zip(self.noise.names, self.noise.tensors, strict=True)}
+        seeds = tensor_seeds(seed, len(self.noise.tensors))
+        tangents = {
+            name: self.noise._draw(i, seeds[i], None).to(t.dtype)
+            for i, (name, t) in enumerate(primals.items())
+        }
+        t1 = time.perf_counter()
+        wrapper = _LossOf(self.model)
+
+        def loss_at(params):
+            return torch.func.functional_call(wrapper, params, (batch,))
+
+        with sdpa_kernel(SDPBackend.MATH):
+            loss, grad = torch.func.jvp(loss_at, (primals,), (tangents,))
+        t2 = time.perf_counter()
+        loss, grad = float(loss), float(grad)
+        self.noise.timer.add("noise", t1 - t0)
+        self.noise.timer.add("forward_jvp", t2 - t1)
+        self.noise.timer.add("sync", time.perf_counter() - t2)
+        self._tangent_bytes = sum(v.numel() * v.element_size() for v in tangents.values())
+        if not (math.isfinite(loss) and math.isfinite(grad)):
+            raise NonFiniteLossError(
+                f"step {index}: loss or its directional derivative is not finite ({loss}, {grad})"
+            )
+        return {
+            "loss": loss,
+            "zo_seed": seed,
+            "projected_grad": grad,
+            "lr": self.lr,
+            "forward_passes": 1,
+        }
+
+    def restore(self, seed: int) -> None:
+        """The estimate leaves θ as it was."""
+
+    def replay_estimate(self, seed: int) -> None:
+        """No weight operations in the estimate."""
+
+    def update(self, seed: int, grad: float, lr: float) -> None:
+        self.noise.axpy(seed, -lr * grad)
+
+    def extra_metrics(self) -> dict:
+        return {**super().extra_metrics(), "fg_tangent_bytes": getattr(self, "_tangent_bytes", 0)}

@@ -4,8 +4,10 @@ exporting:
   LABEL    display name (tables, figures); never used in a path
   VERSION  int; bump it to invalidate the method's cached results on purpose
   Params   frozen dataclass; defaults cite their source; __post_init__ validates ranges (types are
-           checked from the annotations by resolve_params)
-  num_steps(params, n_train) -> int   optimisation steps the run takes (0: evaluation only)
+           checked from the annotations by resolve_params); a field added to a method that already has
+           recorded runs is declared with added_later(default), so those runs' configs stay unchanged
+  num_steps(params, n_train, kind=None) -> int   optimisation steps the run takes (0: evaluation only);
+           kind is the task's kind (classification, multiple_choice, generation) or None when unknown
   build(model, params, seed, **inputs) -> zoharness.trainer.Trainer, or None for an evaluation-only
            method. Trainer's no-op defaults: can_replay, replay(record), trajectory_header(),
            extra_metrics() (merged into metrics.json), save(out_dir); step(batch, index) is required.
@@ -94,7 +96,21 @@ def resolve_params(method: str, overrides: dict | None, where: str = "config") -
         params = module.Params(**checked)
     except (TypeError, ValueError) as e:
         raise ValueError(f"{where}: {_under_method(str(e), method, module.Params, fields)}") from None
-    return dataclasses.asdict(params)
+    resolved = dataclasses.asdict(params)
+    for f in dataclasses.fields(module.Params):
+        if f.metadata.get(OMIT_IF_DEFAULT) and resolved[f.name] == f.default:
+            del resolved[f.name]
+    return resolved
+
+
+OMIT_IF_DEFAULT = "zoharness_omit_if_default"
+
+
+def added_later(default):
+    """A Params field added after runs were recorded: left out of the resolved parameters while it holds
+    its default, so earlier runs' run_config.json (and Snakemake's params hash) stay the same and their
+    cached results stay valid; Params(**recorded) fills it back in."""
+    return dataclasses.field(default=default, metadata={OMIT_IF_DEFAULT: True})
 
 
 def _typed(value, tp, label: str):

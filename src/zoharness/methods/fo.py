@@ -37,26 +37,42 @@ class Params:
         object.__setattr__(self, "betas", tuple(self.betas))
 
 
-def num_steps(params: Params, n_train: int) -> int:
+def num_steps(params: Params, n_train: int, kind: str | None = None) -> int:
     return params.epochs * math.ceil(n_train / params.batch_size)
 
 
-class _FO(Trainer):
-    def __init__(self, model, params: Params):
-        import torch
+def adamw(trainable, params: Params):
+    import torch
 
+    return torch.optim.AdamW(
+        trainable,
+        lr=params.lr,
+        betas=params.betas,
+        eps=params.adam_eps,
+        weight_decay=params.weight_decay,
+        fused=True,
+    )
+
+
+class _FO(Trainer):
+    """Backpropagation over the trainable parameters (every weight, unless the method froze some first:
+    train_all=False keeps the requires_grad flags the model has, e.g. a LoRA adapter's)."""
+
+    def __init__(
+        self,
+        model,
+        params,
+        make_optimizer=adamw,
+        describe: str = "torch.optim.AdamW(fused=True)",
+        train_all: bool = True,
+    ):
         self.model = model
-        for p in model.parameters():
-            p.requires_grad_(True)
-        self.optimizer = torch.optim.AdamW(
-            model.parameters(),
-            lr=params.lr,
-            betas=params.betas,
-            eps=params.adam_eps,
-            weight_decay=params.weight_decay,
-            fused=True,
-        )
-        self.lr = params.lr
+        if train_all:
+            for p in model.parameters():
+                p.requires_grad_(True)
+        self.trainable = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = make_optimizer(self.trainable, params)
+        self.lr, self.describe = params.lr, describe
 
     def step(self, batch, index: int) -> dict:
         import torch
@@ -73,7 +89,20 @@ class _FO(Trainer):
         return {"loss": float(loss.detach()), "lr": self.lr, "forward_passes": 1}
 
     def trajectory_header(self) -> dict:
-        return {"optimizer": "torch.optim.AdamW(fused=True)"}
+        return {"optimizer": self.describe}
+
+    def extra_metrics(self) -> dict:
+        """Trainable parameters and the optimizer state's bytes (AdamW: two copies; SGD: none)."""
+        state = sum(
+            v.numel() * v.element_size()
+            for per_param in self.optimizer.state.values()
+            for v in per_param.values()
+            if hasattr(v, "numel") and v.dim() > 0
+        )
+        return {
+            "fo_trainable_parameters": sum(p.numel() for p in self.trainable),
+            "fo_optimizer_state_bytes": state,
+        }
 
 
 def build(model, params: Params, seed: int):

@@ -25,7 +25,7 @@ class Params:
         require(self.num_demos >= 1, f"icl.num_demos must be >= 1, got {self.num_demos}")
 
 
-def num_steps(params: Params, n_train: int) -> int:
+def num_steps(params: Params, n_train: int, kind: str | None = None) -> int:
     return 0
 
 

@@ -6,7 +6,14 @@ from {1e-6, 1e-7}; no weight decay. Suites override lr/steps for other models (s
 
 from dataclasses import dataclass
 
-from zoharness.methods import require
+from zoharness.methods import added_later, require
+
+# Kept here, not imported from scoring: listing methods imports no torch
+OBJECTIVES = ("loss", "accuracy")
+OBJECTIVE_KINDS = {
+    "loss": ("classification", "multiple_choice", "generation"),
+    "accuracy": ("classification",),
+}
 
 LABEL = "MeZO"
 VERSION = 2  # 2: Philox noise generated inside the passes (noise: philox) is the default
@@ -28,6 +35,11 @@ class Params:
     # torch ops elsewhere; the same values on every machine and device); "torch": torch.Generator's
     # normal_ (version 1's noise; faster than philox's torch-op fallback on CUDA).
     noise: str = "philox"
+    # ZO-Bench's query budget: directional estimates averaged per step (2q forwards); 1 = MeZO's step
+    queries: int = added_later(1)
+    # "loss": cross-entropy (the task's training objective); "accuracy": minus the batch accuracy, MeZO
+    # Table 3's non-differentiable objective (classification tasks)
+    objective: str = added_later("loss")
 
     def __post_init__(self):
         require(self.lr > 0, f"mezo.lr must be > 0, got {self.lr}")
@@ -41,9 +53,14 @@ class Params:
         require(
             self.noise in ("philox", "torch"), f"mezo.noise must be 'philox' or 'torch', got {self.noise!r}"
         )
+        require(self.queries >= 1, f"mezo.queries must be >= 1, got {self.queries}")
+        require(
+            self.objective in OBJECTIVES,
+            f"mezo.objective must be one of {OBJECTIVES}, got {self.objective!r}",
+        )
 
 
-def num_steps(params: Params, n_train: int) -> int:
+def num_steps(params: Params, n_train: int, kind: str | None = None) -> int:
     return params.steps
 
 
@@ -63,4 +80,20 @@ def build(model, params: Params, seed: int, zo_class=None):
         cache=params.z_cache == "step",
         threads=threads,
         generator=params.noise,
+        queries=params.queries,
+        objective=params.objective,
     )
+
+
+def check_variant(name: str, params: dict, suite: dict) -> None:
+    """Suite check at parse time: the objective is defined for every task of the suite."""
+    from zoharness.tasks import get_task
+
+    objective = params.get("objective", "loss")
+    kinds = OBJECTIVE_KINDS[objective]
+    wrong = [t for t in suite["tasks"] if get_task(t).kind not in kinds]
+    if wrong:
+        raise ValueError(
+            f"variants.{name}.params.objective: {objective!r} is defined for {' and '.join(kinds)} tasks only; "
+            f"task(s) {wrong} are not"
+        )

@@ -39,10 +39,11 @@ def build(model, params: Params, seed: int, rephrased: str):
 
 
 def check_variant(name: str, params: dict, suite: dict) -> None:
-    """Suite check at parse time: the rewriter exists (built in or under the suite's `rewriters:`) and
-    its settings are valid."""
+    """Suite check at parse time: MeZO's (the objective fits the tasks), and the rewriter exists (built in
+    or under the suite's `rewriters:`) and its settings are valid."""
     from zoharness.rephrase.settings import RewriterConfigError, resolve
 
+    mezo.check_variant(name, params, suite)
     try:
         resolve(params["rewriter"], suite["rewriters"])
     except RewriterConfigError as e:

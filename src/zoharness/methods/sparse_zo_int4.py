@@ -16,8 +16,8 @@ than the full model, since the perturbation has 1000x fewer coordinates).
 
 from dataclasses import dataclass
 
+from zoharness.methods import added_later, require
 from zoharness.methods import mezo as _dense
-from zoharness.methods import require
 from zoharness.trainer import Trainer
 
 LABEL = "sparse-ZO-int4"
@@ -46,6 +46,7 @@ class Params:
     base: str = "nf4"  # nf4 | fp4 (bitsandbytes) | dense (no quantization: the ablation)
     quant_blocksize: int = 64  # bitsandbytes / QLoRA default
     noise_threads: int = 1  # the deltas are small: one thread draws them fastest
+    queries: int = added_later(1)  # ZO-Bench's query budget q (zoharness.zo): 1 = MeZO's step
 
     def __post_init__(self):
         from zoharness.sparse import BASES, SELECTIONS, check_density
@@ -73,9 +74,10 @@ class Params:
         require(
             self.noise_threads >= 0, f"sparse_zo_int4.noise_threads must be >= 0, got {self.noise_threads}"
         )
+        require(self.queries >= 1, f"sparse_zo_int4.queries must be >= 1, got {self.queries}")
 
 
-def num_steps(params: Params, n_train: int) -> int:
+def num_steps(params: Params, n_train: int, kind: str | None = None) -> int:
     return params.steps
 
 
@@ -111,6 +113,7 @@ class SparseZO(Trainer):
             run_seed=seed,
             cache=False,
             threads=params.noise_threads or torch.get_num_threads(),
+            queries=params.queries,
         )
         self.model, self.params, self.mask_meta = model, params, meta
         self.memory = layers.memory_by_component(model)

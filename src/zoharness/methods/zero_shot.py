@@ -14,7 +14,7 @@ class Params:
     pass
 
 
-def num_steps(params: Params, n_train: int) -> int:
+def num_steps(params: Params, n_train: int, kind: str | None = None) -> int:
     return 0
 
 

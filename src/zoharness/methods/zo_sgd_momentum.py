@@ -3,7 +3,7 @@ MeZO's two-sided estimate, then m ← β·m + g·z and θ ← θ − lr·m. The 
 of the trainable weights, so memory is inference + one copy (metrics.json: zo_optimizer_state_bytes),
 the price ZO-Bench reports for it. β = 0.9 is torch.optim.SGD's customary value; suites may tune it.
 
-One seam overridden: the update rule (zoharness.zo.ZOSGD.update). Replay re-runs the same operations
+One seam overridden: the update rule (zoharness.zo.StatefulZO.apply). Replay re-runs the same operations
 from m = 0, so resume and replay stay bit-exact.
 """
 
@@ -16,6 +16,7 @@ LABEL = "ZO-SGD-MMT"
 VERSION = 2  # 2: MeZO's Philox noise (mezo.VERSION 2)
 SMOKE_PARAMS = mezo.SMOKE_PARAMS
 num_steps = mezo.num_steps
+check_variant = mezo.check_variant  # the objective fits the suite's tasks
 
 
 @dataclass(frozen=True)
@@ -31,22 +32,18 @@ def _engine():
     """Built on first use: the registry lists methods without importing torch."""
     import torch
 
-    from zoharness.zo import ZOSGD
+    from zoharness.zo import StatefulZO
 
-    class MomentumZO(ZOSGD):
+    class MomentumZO(StatefulZO):
         def __init__(self, *args, momentum: float, **kw):
             super().__init__(*args, **kw)
             self.beta = momentum
             self.UPDATE = f"restore, then heavy-ball momentum (m float32, starts at 0): θ+=εz; m=β·m+g·z; θ-=lr·m; β={momentum}"
             self.m = [torch.zeros(t.shape, dtype=torch.float32, device=t.device) for t in self.noise.tensors]
 
-        def update(self, seed, grad, lr):
-            def one(i, t, z):  # restore and update in one pass over each tensor: z is drawn once
-                t.add_(z.to(t.dtype), alpha=self.eps)
-                m = self.m[i].mul_(self.beta).add_(z, alpha=grad)
-                t.sub_(m.to(t.dtype), alpha=lr)
-
-            self.noise.foreach(seed, one)
+        def apply(self, i, t, direction, scale, lr):
+            m = self.m[i].mul_(self.beta).add_(direction, alpha=scale)
+            t.sub_(m.to(t.dtype), alpha=lr)
 
         def state_bytes(self):
             return sum(m.numel() * m.element_size() for m in self.m)

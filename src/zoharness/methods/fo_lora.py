@@ -1,0 +1,53 @@
+"""FT(LoRA): first-order fine-tuning of a LoRA adapter (r = 8, α = 16 on q and v, as MeZO(LoRA)) with
+AdamW, the base frozen: MeZO(LoRA)'s backpropagation twin (MeZO, arXiv 2305.17333, Tables 1 and 22).
+Epochs and batch are FT's (MeZO Table 15); lr is LoRA's scale (tune per suite). The adapter is
+initialised from the run seed (zoharness.adapters); the saved weights are the base with it merged in.
+"""
+
+from dataclasses import dataclass
+
+from zoharness.methods import fo, mezo_lora
+
+LABEL = "FT (LoRA)"
+VERSION = 1
+SMOKE_PARAMS = {**fo.SMOKE_PARAMS, "lr": 1e-2}
+num_steps = fo.num_steps
+
+
+@dataclass(frozen=True)
+class Params(fo.Params):
+    lr: float = 1e-4  # LoRA's customary AdamW scale; tune per suite
+    lora_r: int = 8
+    lora_alpha: float = 16.0
+    lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
+
+    def __post_init__(self):
+        super().__post_init__()
+        object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
+        mezo_lora.check_lora(self, "fo_lora")
+
+
+class _LoraFO(fo._FO):
+    def __init__(self, model, params, adapter: dict):
+        super().__init__(model, params, train_all=False)
+        self.adapter = adapter
+
+    def trajectory_header(self) -> dict:
+        return {**super().trajectory_header(), "adapter": self.adapter}
+
+    def extra_metrics(self) -> dict:
+        from zoharness.adapters import adapter_bytes
+
+        return {**super().extra_metrics(), "adapter_bytes": adapter_bytes(self.model)}
+
+    def save(self, out_dir) -> None:
+        from zoharness.adapters import merged_copy
+
+        merged_copy(self.model).save_pretrained(out_dir)
+
+
+def build(model, params: Params, seed: int):
+    from zoharness.adapters import inject_lora
+
+    adapter = inject_lora(model, mezo_lora.lora_spec(params), seed)
+    return _LoraFO(model, params, adapter)

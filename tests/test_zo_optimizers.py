@@ -1,0 +1,258 @@
+"""ZO-Bench's optimizer family and the query budget q, checked against each rule's math: the forward
+gradient against autograd, q-averaging against its formula, ZO-SGD-Cons's guarantee, sign and Adam's
+first steps, FO-SGD against a hand step, and replay exactness at q > 1 for every ZO method."""
+
+import copy
+import math
+
+import pytest
+import torch
+
+from zoharness import scoring
+from zoharness.methods import get_method, resolve_params
+from zoharness.tasks import get_task
+from zoharness.zo import ZOSGD, direction_seeds, step_seed, trainable_parameters
+
+ZO_METHODS = [
+    "mezo",
+    "mezo_rademacher",
+    "zo_sgd_momentum",
+    "zo_sgd_sign",
+    "zo_adam",
+    "zo_sgd_cons",
+    "forward_grad",
+]
+
+
+def _batch(tok, split, n=4, start=0):
+    from tests.conftest import DATA
+    from zoharness.data import load_split
+
+    task = get_task("sst2")
+    examples = load_split(split, DATA).train[start : start + n]
+    return scoring.collate([scoring.encode(tok, task.prompt(e), 128) for e in examples], tok.pad_token_id)
+
+
+def _engine(method, model, **params):
+    m = get_method(method)
+    return m.build(model, m.Params(**{"lr": 1e-3, "eps": 1e-3, **params}), 11)
+
+
+def _params(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def _float64(model_refs, arch="opt"):
+    """OPT runs in float64 end to end (Llama's RMSNorm computes in float32): exact-math checks use it."""
+    from zoharness import models
+
+    return models.load(model_refs[arch], dtype="float64")
+
+
+def test_forward_gradient_equals_autograds_directional_derivative(model_refs, small_split):
+    model, tok = _float64(model_refs)
+    batch = _batch(tok, small_split)
+    named = trainable_parameters(model)
+    loss = scoring.loss(model, batch)
+    grads = torch.autograd.grad(loss, [p for _, p in named])
+    zo = _engine("forward_grad", model, lr=1e-2)
+    seed = step_seed(11, 0)
+    directional = sum((g * zo.noise.noise(seed, i).double()).sum() for i, g in enumerate(grads)).item()
+    before = _params(model)
+    out = zo.step(batch, 0)
+    assert out["forward_passes"] == 1 and out["zo_seed"] == seed
+    assert out["loss"] == pytest.approx(loss.item(), rel=1e-12)
+    assert out["projected_grad"] == pytest.approx(directional, rel=1e-10)  # exact, not an estimate
+    for i, (name, p) in enumerate(named):  # then MeZO's update along z (its increment rounded to fp32)
+        expected = before[name] - 1e-2 * out["projected_grad"] * zo.noise.noise(seed, i).double()
+        torch.testing.assert_close(p.detach(), expected, atol=1e-7, rtol=0)
+
+
+def test_queries_one_is_the_plain_step_and_direction_zero_is_its_estimate(tiny, small_split):
+    model, tok = tiny
+    batch = _batch(tok, small_split)
+    assert direction_seeds(11, 4, 1) == [step_seed(11, 4)]
+    assert direction_seeds(11, 4, 3)[0] == step_seed(11, 4) and len(set(direction_seeds(11, 4, 3))) == 3
+    plain_model, q1_model, q3_model = model, copy.deepcopy(model), copy.deepcopy(model)
+    plain = ZOSGD(
+        plain_model,
+        trainable_parameters(plain_model),
+        lr=1e-2,
+        eps=1e-3,
+        run_seed=11,
+        cache=False,
+        threads=2,
+        generator="philox",
+    )
+    q1 = _engine("mezo", q1_model, lr=1e-2, queries=1)
+    q3 = _engine("mezo", q3_model, lr=1e-2, queries=3)
+    a, b = plain.step(batch, 0), q1.step(batch, 0)
+    c = q3.step(batch, 0)
+    drop = ("phases_s",)
+    assert {k: v for k, v in a.items() if k not in drop} == {k: v for k, v in b.items() if k not in drop}
+    for (n, x), (_, y) in zip(plain_model.named_parameters(), q1_model.named_parameters(), strict=True):
+        assert torch.equal(x, y), n
+    # q = 3: direction 0 starts from the same θ, so its estimate is the plain one bit for bit
+    assert c["projected_grads"][0] == a["projected_grad"] and c["zo_seeds"][0] == a["zo_seed"]
+    assert c["forward_passes"] == 6 and len(c["projected_grads"]) == 3
+
+
+def test_q_directions_average_to_the_mean_estimate(tiny, small_split):
+    """θ_1 = θ_0 - lr·(1/q)·Σ g_j z_j, each g_j the two-sided difference along z_j."""
+    model, tok = tiny
+    batch = _batch(tok, small_split)
+    before = _params(model)
+    zo = _engine("mezo", model, lr=1e-2, queries=3)
+    out = zo.step(batch, 0)
+    for g, lp, lm in zip(out["projected_grads"], out["loss_pluses"], out["loss_minuses"], strict=True):
+        assert g == pytest.approx((lp - lm) / 2e-3)
+    for i, (name, p) in enumerate(trainable_parameters(model)):
+        step = sum(
+            g * zo.noise.noise(s, i) for g, s in zip(out["projected_grads"], out["zo_seeds"], strict=True)
+        )
+        torch.testing.assert_close(p.detach(), before[name] - 1e-2 * step / 3, atol=2e-6, rtol=0)
+
+
+@pytest.mark.parametrize("method", ZO_METHODS)
+def test_every_zo_method_replays_q_directions_bit_for_bit(method, tiny, small_split):
+    model, tok = tiny
+    base, before = copy.deepcopy(model), _params(model)
+    zo = _engine(method, model, queries=2)
+    records = [zo.step(_batch(tok, small_split, start=4 * t), t) for t in range(3)]
+    extra = {"zo_sgd_cons": 3}.get(method, 0)
+    per_query = 1 if method == "forward_grad" else 2
+    assert all(r["forward_passes"] == 2 * per_query + extra for r in records)
+    assert all(len(r["zo_seeds"]) == 2 and len(r["projected_grads"]) == 2 for r in records)
+    replayer = _engine(method, base, queries=2)
+    for r in records:
+        replayer.replay(r)
+    for (n, a), (_, b) in zip(model.named_parameters(), base.named_parameters(), strict=True):
+        assert torch.equal(a, b), n
+    assert any(not torch.equal(p, before[n]) for n, p in model.named_parameters())  # it trained
+
+
+def test_zo_sgd_cons_never_ends_a_step_above_its_starting_batch_loss(model_refs, small_split):
+    model, tok = _float64(model_refs)
+    zo = _engine("zo_sgd_cons", model, lr=5.0)  # a step large enough that the SGD move often overshoots
+    choices = []
+    for t in range(6):
+        batch = _batch(tok, small_split, start=4 * (t % 4))
+        with torch.no_grad():
+            start = scoring.loss(model, batch).item()
+        out = zo.step(batch, t)
+        with torch.no_grad():
+            end = scoring.loss(model, batch).item()
+        assert out["cons_losses"]["none"] == pytest.approx(start, rel=1e-12)
+        assert end <= start + 1e-12, (t, out["cons_choice"], start, end)
+        assert end == pytest.approx(out["cons_losses"][out["cons_choice"]], rel=1e-12)
+        assert out["forward_passes"] == 5
+        choices.append(out["cons_choice"])
+    assert set(choices) - {"minus"}, choices  # the guard did something in these steps
+
+
+def test_zo_sgd_sign_moves_every_weight_by_lr(tiny, small_split):
+    model, tok = tiny
+    before = _params(model)
+    zo = _engine("zo_sgd_sign", model, lr=1e-3)
+    out = zo.step(_batch(tok, small_split), 0)
+    sign = math.copysign(1.0, out["projected_grad"])
+    for i, (name, p) in enumerate(trainable_parameters(model)):
+        expected = before[name] - 1e-3 * sign * zo.noise.noise(out["zo_seed"], i).sign()
+        torch.testing.assert_close(p.detach(), expected, atol=1e-6, rtol=0)
+    assert zo.extra_metrics()["zo_optimizer_state_bytes"] == 0
+
+
+def test_zo_adam_first_step_is_lr_times_the_estimates_sign_and_holds_two_copies(tiny, small_split):
+    """Bias-corrected Adam's first step: m̂ = ĝ, v̂ = ĝ², so θ_1 = θ_0 - lr·ĝ/(|ĝ| + eps)."""
+    model, tok = tiny
+    before = _params(model)
+    zo = _engine("zo_adam", model, lr=1e-3)
+    out = zo.step(_batch(tok, small_split), 0)
+    for i, (name, p) in enumerate(trainable_parameters(model)):
+        ghat = out["projected_grad"] * zo.noise.noise(out["zo_seed"], i)
+        expected = before[name] - 1e-3 * ghat / (ghat.abs() + 1e-8)
+        torch.testing.assert_close(p.detach(), expected, atol=2e-6, rtol=0)
+    n = sum(t.numel() for t in zo.noise.tensors)
+    assert zo.extra_metrics()["zo_optimizer_state_bytes"] == 2 * 4 * n  # m and v: its memory cost
+
+
+def test_fo_sgd_step_is_minus_lr_times_the_gradient(model_refs, small_split):
+    model, tok = _float64(model_refs)
+    batch = _batch(tok, small_split)
+    grads = torch.autograd.grad(scoring.loss(model, batch), list(model.parameters()))
+    before = [p.detach().clone() for p in model.parameters()]
+    m = get_method("fo_sgd")
+    trainer = m.build(model, m.Params(lr=1e-2, batch_size=4, epochs=1), 0)
+    trainer.step(batch, 0)
+    for p, b, g in zip(model.parameters(), before, grads, strict=True):
+        torch.testing.assert_close(p.detach(), b - 1e-2 * g, atol=1e-12, rtol=0)
+    assert trainer.extra_metrics()["fo_optimizer_state_bytes"] == 0  # plain SGD keeps no state
+
+
+@pytest.mark.parametrize("method", ["mezo", "zo_adam", "zo_sgd_cons", "forward_grad", "sparse_zo_int4"])
+def test_a_query_budget_below_one_is_refused_naming_the_key(method):
+    with pytest.raises(ValueError, match=rf"{method}\.queries must be >= 1, got 0"):
+        resolve_params(method, {"queries": 0})
+
+
+def test_the_accuracy_objective_is_minus_the_evaluators_accuracy(tiny, small_split):
+    from tests.conftest import DATA
+    from zoharness.data import load_split
+
+    model, tok = tiny
+    task = get_task("sst2")
+    examples = load_split(small_split, DATA).train[:8]
+    encoded = [scoring.encode(tok, task.prompt(e), 128) for e in examples]
+    with torch.no_grad():
+        value = scoring.negative_accuracy(model, scoring.collate(encoded, tok.pad_token_id))
+    assert value.item() == -scoring.evaluate(model, encoded, tok.pad_token_id, batch_size=3)["accuracy"]
+
+
+def test_zo_on_the_accuracy_objective_steps_and_replays(tiny, small_split):
+    """MeZO Table 3: L is minus the batch accuracy, so L± are multiples of 1/batch and g is 0 unless a
+    prediction flips between θ+εz and θ-εz."""
+    model, tok = tiny
+    base = copy.deepcopy(model)
+    zo = _engine("mezo", model, objective="accuracy", eps=0.5, lr=0.1)
+    records = [zo.step(_batch(tok, small_split, start=4 * t), t) for t in range(4)]
+    for r in records:
+        for side in ("loss_plus", "loss_minus"):
+            assert -1 <= r[side] <= 0 and (4 * r[side]).is_integer()
+        assert r["projected_grad"] == (r["loss_plus"] - r["loss_minus"]) / 1.0
+    assert zo.trajectory_header()["zo"]["objective"].startswith("accuracy")
+    replayer = _engine("mezo", base, objective="accuracy", eps=0.5, lr=0.1)
+    for r in records:
+        replayer.replay(r)
+    for (n, a), (_, b) in zip(model.named_parameters(), base.named_parameters(), strict=True):
+        assert torch.equal(a, b), n
+
+
+def test_an_objective_a_task_kind_lacks_is_refused_at_parse_time():
+    from zoharness.config import ConfigError, validate
+    from zoharness.methods import mezo
+
+    assert tuple(scoring.TRAIN_OBJECTIVES) == mezo.OBJECTIVES  # the method's list names scoring's functions
+    suite = {
+        "suite": "x",
+        "models": ["tiny-llama"],
+        "seeds": [0],
+        "tasks": ["sst2", "squad"],
+        "variants": {"zo-acc": {"method": "zo_adam", "params": {"objective": "accuracy"}}},
+    }
+    with pytest.raises(
+        ConfigError,
+        match=r"variants\.zo-acc\.params\.objective: 'accuracy' is defined for classification tasks only; task\(s\) \['squad'\]",
+    ):
+        validate(suite, "suite.yaml")
+    with pytest.raises(ValueError, match=r"forward_grad\.objective must be 'loss', got 'accuracy'"):
+        resolve_params("forward_grad", {"objective": "accuracy"})
+
+
+def test_new_zo_params_stay_out_of_recorded_configs_at_their_defaults():
+    """queries and objective came after runs were recorded: at their defaults they are not in the
+    resolved params (so those runs' run_config.json and Snakemake's params hash stay the same)."""
+    plain = resolve_params("mezo", {})
+    assert "queries" not in plain and "objective" not in plain
+    assert get_method("mezo").Params(**plain).queries == 1
+    assert resolve_params("mezo", {"queries": 2})["queries"] == 2
+    assert resolve_params("zo_adam", {"objective": "accuracy"})["objective"] == "accuracy"
