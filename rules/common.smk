@@ -47,7 +47,7 @@ SCORECARDS = (
 CHECKPOINTS_CSV = f"results/tables/{NAME}-checkpoints.csv"
 FIGURES = [
     f"figures/{NAME}/{kind}.{ext}"
-    for kind in ("loss", "accuracy", "checkpoints", "claims")
+    for kind in ("loss", "accuracy", "checkpoints", "claims", "cost", "memory")
     for ext in ("png", "pdf")
 ]
 # The suite's paper claims judged from the runs' per-example test results (zoharness.claims). Always

@@ -9,6 +9,7 @@ rule figures:
         curves=CURVES_CSV,
         checkpoints=CHECKPOINTS_CSV,
         claims=VERDICTS_CSV,
+        details=DETAILS_CSV,
     output:
         FIGURES,
     params:
@@ -18,4 +19,5 @@ rule figures:
         f"logs/figures/{NAME}.log",
     shell:
         "python -m zoharness figures --suite {params.suite} --table {input.table:q} --curves {input.curves:q} "
-        "--checkpoints {input.checkpoints:q} --claims {input.claims:q} --out-dir {params.out_dir:q} > {log:q} 2>&1"
+        "--checkpoints {input.checkpoints:q} --claims {input.claims:q} --details {input.details:q} "
+        "--out-dir {params.out_dir:q} > {log:q} 2>&1"

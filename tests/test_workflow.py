@@ -190,6 +190,26 @@ def test_influence_suite_plans_a_cache_and_a_retrieval_per_explained_run(workdir
     assert "figures/influence/influence-validation.png" in out.stdout
 
 
+def test_method_zoo_suite_plans_every_grid_point_and_its_cost_and_memory_figures(workdir):
+    out = snakemake(workdir, "-n", "--configfile", "config/method-zoo.yaml")
+    assert out.returncode == 0, out.stderr
+    jobs = planned(out.stdout)
+    variants = _suite("method-zoo")["variants"]
+    assert jobs["train"] == len(runs(_suite("method-zoo"))) == 46  # 22 variants x 2 seeds, 2 at seed 0
+    methods = {v["method"] for v in variants.values()}
+    assert {
+        "lp",
+        "fo_sgd",
+        "fo_lora",
+        "mezo_lora",
+        "zo_sgd_sign",
+        "zo_sgd_cons",
+        "zo_adam",
+        "forward_grad",
+    } <= methods
+    assert "figures/method-zoo/memory.png" in out.stdout and "figures/method-zoo/cost.png" in out.stdout
+
+
 def test_influence_oat_suite_plans_the_rephrase_influence_table(workdir):
     out = snakemake(workdir, "-n", "--configfile", "config/influence-oat.yaml")
     assert out.returncode == 0, out.stderr

@@ -135,7 +135,9 @@ def _cmd_verdicts(args) -> int:
 def _cmd_figures(args) -> int:
     from zoharness.plotting import suite_figures
 
-    for p in suite_figures(args.table, args.curves, args.out_dir, args.suite, args.checkpoints, args.claims):
+    for p in suite_figures(
+        args.table, args.curves, args.out_dir, args.suite, args.checkpoints, args.claims, args.details
+    ):
         print(p)
     return 0
 
@@ -298,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--curves", required=True)
     s.add_argument("--checkpoints", help="the checkpoints table (zoharness curves --out-checkpoints-csv)")
     s.add_argument("--claims", help="the claims table (zoharness verdicts)")
+    s.add_argument(
+        "--details", help="the run details table (zoharness table --out-details-csv): memory figure"
+    )
     s.add_argument("--out-dir", required=True)
     s.set_defaults(fn=_cmd_figures)
 

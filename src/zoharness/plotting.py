@@ -166,19 +166,22 @@ def claims_figure(claims: pd.DataFrame, suite: str):
 
 
 def suite_figures(
-    table_csv, curves_csv, out_dir, suite: str, checkpoints_csv=None, claims_csv=None
+    table_csv, curves_csv, out_dir, suite: str, checkpoints_csv=None, claims_csv=None, details_csv=None
 ) -> list[Path]:
-    """The `figures` rule: loss.{png,pdf} from the curves table, accuracy.{png,pdf} from the table, and,
-    when given, checkpoints.{png,pdf} (dev/test curves) and claims.{png,pdf} (effects with CIs)."""
+    """The `figures` rule: loss.{png,pdf} and cost.{png,pdf} (loss against forward passes) from the curves
+    table, accuracy.{png,pdf} from the table, and, when given, checkpoints.{png,pdf} (dev/test curves),
+    claims.{png,pdf} (effects with CIs) and memory.{png,pdf} (bytes by component, from the details)."""
     from zoharness.tables import read_curves, task_label
     from zoharness.tasks import get_task
 
     wide = pd.read_csv(table_csv)
     tasks = [c for c in wide.columns if f"{c}_std" in wide.columns and not c.endswith("_dev")]
     labels = {t: task_label(get_task(t)) for t in tasks}
-    paths = save_figure(loss_figure(read_curves(curves_csv), suite), out_dir, "loss") + save_figure(
+    curves = read_curves(curves_csv)
+    paths = save_figure(loss_figure(curves, suite), out_dir, "loss") + save_figure(
         accuracy_figure(wide, suite, labels), out_dir, "accuracy"
     )
+    paths += save_figure(cost_figure(curves, suite), out_dir, "cost")
     if checkpoints_csv is not None:
         table = pd.read_csv(checkpoints_csv, dtype={"model": str, "task": str, "variant": str, "label": str})
         paths += save_figure(checkpoint_figure(table, suite), out_dir, "checkpoints")
@@ -187,4 +190,102 @@ def suite_figures(
             claims_csv, dtype={"model": str, "task": str}, keep_default_na=False, na_values=[""]
         )
         paths += save_figure(claims_figure(claims, suite), out_dir, "claims")
+    if details_csv is not None:
+        from zoharness.tables import read_details
+
+        paths += save_figure(memory_figure(read_details(details_csv), suite), out_dir, "memory")
     return paths
+
+
+def cost_figure(curves: pd.DataFrame, suite: str):
+    """Training loss against forward passes spent (ZO-Bench's cost axis: a ZO step costs 2q forwards, an
+    FO step one forward and one backward), one panel per (model, task), one line per method (mean over
+    seeds, moving average); runs whose logs carry no forward-pass count are left out."""
+    have = curves.dropna(subset=["forward_passes"]) if "forward_passes" in curves else curves.iloc[0:0]
+    panels = sorted({(m, t) for m, t in zip(have["model"], have["task"], strict=True)})
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(5.5 * max(len(panels), 1), 3.8), squeeze=False)
+    if not panels:
+        axes[0, 0].text(0.5, 0.5, "no forward-pass counts in the curves table", ha="center", va="center")
+        axes[0, 0].set_axis_off()
+        return fig
+    for ax, (model, task) in zip(axes[0], panels, strict=False):
+        panel = have[(have["model"] == model) & (have["task"] == task)]
+        for label, runs in panel.groupby("label", sort=False):
+            seeds = [r.sort_values("step") for _, r in runs.groupby(["variant", "seed"], sort=False)]
+            n = min(len(r) for r in seeds)
+            window = max(1, n // 25)
+            loss = _smooth(np.mean([r["loss"].to_numpy()[:n] for r in seeds], axis=0), window)
+            passes = np.mean([r["forward_passes"].to_numpy(dtype=float)[:n] for r in seeds], axis=0)
+            ax.plot(passes[window - 1 :], loss, label=f"{label} (seeds={len(seeds)})")
+        ax.set(
+            xscale="log", xlabel="forward passes (cumulative; FO's backward not counted)", ylabel="train loss"
+        )
+        ax.set_title(f"{model} · {task}", fontsize=10)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"Loss against forward passes: suite {suite}", fontsize=11)
+    return fig
+
+
+# Memory a method holds beyond the model's weights, by metrics.json key suffix (every method reports its
+# own under these names): exact tensor bytes, not measured peaks.
+MEMORY_COMPONENTS = {
+    "_optimizer_state_bytes": "optimizer state",
+    "_noise_cache_bytes": "z cache",
+    "_tangent_bytes": "jvp tangent",
+}
+
+
+def memory_components(runs: pd.DataFrame) -> pd.DataFrame:
+    """From the details table read back one row per run (tables.read_details): per (model, task, label),
+    the mean over seeds of weights (model_bytes less the adapter), adapter, optimizer state, z cache and jvp
+    tangent (exact bytes), and the training loop's measured peak above its start
+    (train_transient_peak_bytes: activations, gradients, temporaries; RSS on CPU, an upper bound)."""
+
+    def column(name):
+        return (
+            pd.to_numeric(runs[name], errors="coerce")
+            if name in runs
+            else pd.Series(np.nan, index=runs.index)
+        )
+
+    out = pd.DataFrame(runs[["model", "task", "label"]])
+    adapter = column("adapter_bytes").fillna(0)
+    out["weights"] = column("model_bytes") - adapter
+    out["adapter"] = adapter
+    for suffix, name in MEMORY_COMPONENTS.items():
+        cols = [c for c in runs.columns if isinstance(c, str) and c.endswith(suffix)]
+        out[name] = sum((column(c).fillna(0) for c in cols), pd.Series(0.0, index=runs.index))
+    out["measured training peak above start"] = column("train_transient_peak_bytes")
+    return out.groupby(["model", "task", "label"], sort=False).mean()
+
+
+def memory_figure(details: pd.DataFrame, suite: str):
+    """Stacked exact bytes by component per method (left), and the measured training peak above the loop's
+    start (right), for the suite's first (model, task)."""
+    table = memory_components(details)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 0.45 * max(len(table), 4) + 1.5))
+    if table.empty:
+        left.text(0.5, 0.5, "no runs", ha="center", va="center")
+        return fig
+    model, task = table.index[0][:2]
+    one = table.loc[(model, task)]
+    gib = 2**30
+    parts = ["weights", "adapter", *MEMORY_COMPONENTS.values()]
+    bottom = np.zeros(len(one))
+    for part in parts:
+        values = one[part].fillna(0).to_numpy() / gib
+        if values.any():
+            left.barh(one.index, values, left=bottom, label=part)
+            bottom += values
+    left.set(xlabel="GiB (exact tensor bytes, mean over seeds)", title="held through training")
+    left.legend(fontsize=7)
+    peak = one["measured training peak above start"].to_numpy() / gib
+    right.barh(one.index, np.nan_to_num(peak), color="tab:gray")
+    right.set(xlabel="GiB (RSS on CPU: an upper bound)", title="training loop's peak above its start")
+    right.set_yticks([])
+    for ax in (left, right):
+        ax.invert_yaxis()
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(f"Memory by method: suite {suite}, {model} · {task}", fontsize=11)
+    return fig

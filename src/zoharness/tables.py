@@ -16,6 +16,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from zoharness.io import check_artifact_format, read_json, write_text_atomic
@@ -241,6 +242,16 @@ def write_tables(metrics_paths, suite: str, out_csv, out_md, out_runs_csv) -> pd
 RUN_KEYS = ["model", "task", "variant", "method", "label", "seed"]  # what names a run in the long tables
 
 
+CURVE_COLUMNS = ["step", "loss", "forward_passes"]
+
+
+def _cumulative(counts: list) -> list:
+    """Running sum of per-step counts; None throughout when any step lacks its count."""
+    if any(c is None for c in counts):
+        return [None] * len(counts)
+    return np.cumsum(counts, dtype=np.int64).tolist()
+
+
 def write_curves(log_paths: list[str | Path], out_csv) -> pd.DataFrame:
     """Training loss per logged step of every run (runs in the order given; evaluation-only runs have
     no steps). Reads each train_log.jsonl and the metrics.json beside it, both rule inputs."""
@@ -248,10 +259,18 @@ def write_curves(log_paths: list[str | Path], out_csv) -> pd.DataFrame:
     for path in log_paths:
         metrics = read_metrics(Path(path).parent / "metrics.json")
         _, records = read_train_log(path)
-        frame = pd.DataFrame({"step": [r["step"] for r in records], "loss": [r["loss"] for r in records]})
-        frames.append(frame.assign(**{k: metrics[k] for k in RUN_KEYS})[RUN_KEYS + ["step", "loss"]])
+        frame = pd.DataFrame(
+            {
+                "step": [r["step"] for r in records],
+                "loss": [r["loss"] for r in records],
+                # forward passes spent up to and including this step (ZO-Bench's cost axis): 2q per ZO
+                # step, 1 per FO step (its backward is not a forward); empty for logs without the count
+                "forward_passes": _cumulative([r.get("forward_passes") for r in records]),
+            }
+        )
+        frames.append(frame.assign(**{k: metrics[k] for k in RUN_KEYS})[RUN_KEYS + CURVE_COLUMNS])
     curves = (
-        pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RUN_KEYS + ["step", "loss"])
+        pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RUN_KEYS + CURVE_COLUMNS)
     )
     write_text_atomic(out_csv, curves.to_csv(index=False))
     return curves

@@ -1,0 +1,51 @@
+"""FT(prefix): first-order prefix tuning with AdamW, the same prefix as MeZO(prefix) (5 tokens, every
+attention layer's keys and values, initialised from real activations of random vocabulary tokens drawn
+from the run seed; zoharness.prefix), the base frozen: MeZO(prefix)'s backpropagation twin (MeZO, arXiv
+2305.17333, Tables 1 and 22). Epochs and batch are FT's (MeZO Table 15). MeZO gives no FT(prefix) lr for
+OPT (Table 22 reports its memory only): 1e-2 is MeZO(prefix)'s; tune per suite. The saved weights are the
+prefix tensors alone (zoharness.prefix.load_prefix puts them back onto the base model).
+"""
+
+from dataclasses import dataclass
+
+from zoharness.methods import fo, mezo_prefix
+
+LABEL = "FT (prefix)"
+VERSION = 1
+SMOKE_PARAMS = {**fo.SMOKE_PARAMS, "lr": 1e-2}
+num_steps = fo.num_steps
+
+
+@dataclass(frozen=True)
+class Params(fo.Params):
+    lr: float = 1e-2  # MeZO(prefix)'s lr (no FT(prefix) grid for OPT in MeZO); tune per suite
+    prefix_tokens: int = 5  # MeZO: 5 prefix tokens
+
+    def __post_init__(self):
+        super().__post_init__()
+        mezo_prefix.check_prefix(self, "fo_prefix")
+
+
+class _PrefixFO(fo._FO):
+    def __init__(self, model, params, adapter: dict):
+        super().__init__(model, params, train_all=False)
+        self.adapter = adapter
+
+    def trajectory_header(self) -> dict:
+        return {**super().trajectory_header(), "adapter": self.adapter}
+
+    def extra_metrics(self) -> dict:
+        from zoharness.prefix import prefix_bytes
+
+        return {**super().extra_metrics(), "adapter_bytes": prefix_bytes(self.model)}
+
+    def save(self, out_dir) -> None:
+        from zoharness.prefix import save_prefix
+
+        save_prefix(self.model, out_dir, self.adapter)
+
+
+def build(model, params: Params, seed: int):
+    from zoharness.prefix import inject_prefix
+
+    return _PrefixFO(model, params, inject_prefix(model, params.prefix_tokens, seed))
