@@ -162,6 +162,22 @@ def test_zo_sgd_sign_moves_every_weight_by_lr(tiny, small_split):
     assert zo.extra_metrics()["zo_optimizer_state_bytes"] == 0
 
 
+def test_zo_sgd_sign_projected_is_mezo_with_the_gradients_sign(tiny, small_split):
+    """ZO-Bench's code reading: θ_1 = θ_0 - lr·sign(g)·z, and its replay is bit-exact at q = 2."""
+    model, tok = tiny
+    before, base = _params(model), copy.deepcopy(model)
+    zo = _engine("zo_sgd_sign", model, lr=1e-3, sign="projected")
+    out = zo.step(_batch(tok, small_split), 0)
+    sign = math.copysign(1.0, out["projected_grad"])
+    for i, (name, p) in enumerate(trainable_parameters(model)):
+        expected = before[name] - 1e-3 * sign * zo.noise.noise(out["zo_seed"], i)
+        torch.testing.assert_close(p.detach(), expected, atol=1e-6, rtol=0)
+    assert "sign(g)" in zo.trajectory_header()["zo"]["update"]
+    replayer = _engine("zo_sgd_sign", base, lr=1e-3, sign="projected")
+    replayer.replay(out)
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), base.parameters(), strict=True))
+
+
 def test_zo_adam_first_step_is_lr_times_the_estimates_sign_and_holds_two_copies(tiny, small_split):
     """Bias-corrected Adam's first step: m̂ = ĝ, v̂ = ĝ², so θ_1 = θ_0 - lr·ĝ/(|ĝ| + eps)."""
     model, tok = tiny

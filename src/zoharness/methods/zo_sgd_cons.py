@@ -9,6 +9,11 @@ Order of the weight operations (replay repeats them, so replay and resume are bi
 The SGD move (the common case) ends exactly at the weights its loss was measured at; the other two
 return there up to one rounding per weight. ĝ's moves are axpy passes along each direction
 (coefficient ±lr·g_j/q), so the method keeps MeZO's inference-level memory.
+
+ZO-Bench's code (zo-bench/trainer.py, zo_conserv_step) evaluates θ − lr·ĝ first and then θ + lr·ĝ, and
+breaks ties differently (between the two moves it keeps θ + lr·ĝ); the kept point, the minimum of the
+three losses, is the same otherwise. Evaluating θ + lr·ĝ first here makes the common case, the SGD move,
+end exactly at the weights whose loss was measured.
 """
 
 from dataclasses import dataclass
