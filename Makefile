@@ -118,3 +118,4 @@ crosscheck: $(STAMP)
 
 paper-dry-run: $(STAMP)
 	snakemake -n --configfile config/paper/mezo-opt13b.yaml
+	snakemake -n --configfile config/paper/mezo-opt13b-table1.yaml

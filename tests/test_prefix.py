@@ -18,8 +18,10 @@ ARCHS = ("llama", "opt")
 TEXT = "the movie was a quiet triumph, and"
 
 
-def _load(model_refs, arch):
-    return models.load(model_refs[arch])
+def _load(model_refs, arch, kernel="sdpa"):
+    model, tok = models.load(model_refs[arch])
+    model.set_attn_implementation(kernel)  # the prefix wraps either kernel the model runs
+    return model, tok
 
 
 def _build(method, model, seed=0, **params):
@@ -42,17 +44,19 @@ def _encoded(tok, task_name, n=16):
     task = get_task(task_name)
     split = load_split(make_split(task_name, DATA, seed=0, num_train=n, num_dev=4, num_test=4), DATA)
     objective = scoring.objective_for(task.kind)
-    return [scoring.encode(tok, task.prompt(ex), 96, objective=objective) for ex in split.train]
+    return [scoring.encode(tok, task.prompt(ex), 160, objective=objective) for ex in split.train]
 
 
+@pytest.mark.parametrize("kernel", ["sdpa", "eager"])
 @pytest.mark.parametrize("arch", ARCHS)
-def test_the_initial_prefix_acts_exactly_as_its_init_tokens_would_as_real_context(model_refs, arch):
+def test_the_initial_prefix_acts_exactly_as_its_init_tokens_would_as_real_context(model_refs, arch, kernel):
     """Initialised from real activations of tokens T, the prefixed model on X, with X's positions continuing
     after T's (P..P+n-1), computes what the plain model computes for X in T+X: every layer's keys and values
     for T in the concatenated run are those of the init run on T alone (causal attention)."""
-    model, tok = _load(model_refs, arch)
+    model, tok = _load(model_refs, arch, kernel)
     plain = copy.deepcopy(model)
     header = prefix.inject_prefix(model, 5, run_seed=7)
+    assert model.config._attn_implementation == prefix.IMPLEMENTATION + kernel
     t = header["init_token_ids"]
     x = tok(TEXT, add_special_tokens=False).input_ids
     with torch.no_grad():
@@ -67,7 +71,7 @@ def test_the_initial_prefix_acts_exactly_as_its_init_tokens_would_as_real_contex
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("task_name", ["sst2", "squad"])
+@pytest.mark.parametrize("task_name", ["sst2", "copa"])
 def test_packed_and_padded_batches_give_the_same_losses_with_the_prefix(model_refs, arch, task_name):
     """The packing probe runs after build and still packs (Llama by position ids, OPT by block mask): every
     packed sequence sees the prefix, as its padded row does."""
@@ -138,11 +142,12 @@ def test_the_init_is_a_function_of_the_run_seed(tiny):
     assert header == ha
 
 
+@pytest.mark.parametrize("kernel", ["sdpa", "eager"])
 @pytest.mark.parametrize("arch", ARCHS)
-def test_cached_generation_equals_cache_free_greedy_scoring(model_refs, arch):
+def test_cached_generation_equals_cache_free_greedy_scoring(model_refs, arch, kernel):
     """model.generate (KV cache, left-padded batch as zoharness.generation) against a loop of full forwards
     on each context alone: the same tokens, and the same logits at every step."""
-    model, tok = _load(model_refs, arch)
+    model, tok = _load(model_refs, arch, kernel)
     plain = copy.deepcopy(model)
     prefix.inject_prefix(model, 5, run_seed=1)
     _stir(model, scale=3.0)

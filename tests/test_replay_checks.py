@@ -240,3 +240,21 @@ def test_upto_defaults_to_the_reported_checkpoint_and_takes_a_step_count(tmp_pat
     ):
         rc, err = _replay(capsys, run_dir, model_refs["llama"], tmp_path / "bad", upto=bad)
         assert rc == 2 and says in _one_line_error(err)
+
+
+def test_an_adapter_initialised_differently_is_refused_naming_both_hashes(tmp_path):
+    """A prefix from real activations is the run's only when its initial bytes hash the same."""
+    from zoharness.io import DataError
+    from zoharness.replay import _check_adapter_init
+
+    logged = {"zo": {"adapter": {"init_sha256": "a" * 64}}}
+    _check_adapter_init(logged, logged, tmp_path / "train_log.jsonl")  # same init: accepted
+    _check_adapter_init(
+        {"zo": {}}, logged, tmp_path / "train_log.jsonl"
+    )  # nothing logged (LoRA, MeZO): accepted
+    with pytest.raises(
+        DataError, match=r"zo\.adapter\.init_sha256 is a{64}, but the adapter built here hashes to b{64}"
+    ):
+        _check_adapter_init(
+            logged, {"zo": {"adapter": {"init_sha256": "b" * 64}}}, tmp_path / "train_log.jsonl"
+        )

@@ -20,6 +20,23 @@ def test_paper_files_are_frozen():
         assert hashlib.sha256((PAPER / name).read_bytes()).hexdigest() == digest, f"{name} changed"
 
 
+def test_the_seven_row_suite_has_every_table_1_row_and_the_same_numbers():
+    """mezo-opt13b-table1: the first suite's reference numbers, every method id filled, each run by a variant."""
+    first = read_reference(PAPER / "mezo-opt13b.reference.csv")
+    ref = read_reference(PAPER / "mezo-opt13b-table1.reference.csv")
+    keys = ["table", "model", "task", "paper_method", "metric", "value"]
+    assert ref[keys].equals(first[keys])
+    assert ref["method_id"].astype(bool).all()
+    suite = load_suite(PAPER / "mezo-opt13b-table1.yaml")
+    run_methods = {v["method"] for v in suite["variants"].values()}
+    assert (
+        set(ref["method_id"])
+        == run_methods
+        == {"zero_shot", "icl", "lp", "fo", "mezo", "mezo_lora", "mezo_prefix"}
+    )
+    assert suite["tasks"] == list(dict.fromkeys(ref["task"]))
+
+
 def test_reference_matches_mezo_table_1_and_the_suite():
     ref = read_reference(PAPER / "mezo-opt13b.reference.csv")
     assert len(ref) == 7 * 11 and set(ref["table"]) == {"MeZO Table 1"}

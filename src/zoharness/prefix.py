@@ -185,8 +185,9 @@ def _attach(model, tensors: dict) -> None:
     for p in model.parameters():
         p.requires_grad_(False)
     for module, (keys, values) in tensors.items():
-        module.register_parameter(KEYS, torch.nn.Parameter(keys.clone(memory_format=torch.contiguous_format)))
-        module.register_parameter(VALUES, torch.nn.Parameter(values.clone(memory_format=torch.contiguous_format)))
+        # contiguous copies: the captured states are transposed views, and ZO's passes flatten each tensor
+        module.register_parameter(KEYS, torch.nn.Parameter(keys.contiguous().clone()))
+        module.register_parameter(VALUES, torch.nn.Parameter(values.contiguous().clone()))
 
 
 def prefix_parameters(model) -> list[tuple[str, torch.Tensor]]:

@@ -89,6 +89,19 @@ def _check_noise(header: dict, built: dict, log_path: Path, method_id: str) -> N
             )
 
 
+def _check_adapter_init(header: dict, built: dict, log_path: Path) -> None:
+    """An adapter initialised by a forward pass (a prefix from real activations) is the run's only when its
+    bytes hash the same: another device or kernel can round the init differently."""
+    logged = header.get("zo", {}).get("adapter", {}).get("init_sha256")
+    ours = built.get("zo", {}).get("adapter", {}).get("init_sha256")
+    if logged is not None and logged != ours:
+        raise DataError(
+            f"{log_path}: zo.adapter.init_sha256 is {logged}, but the adapter built here hashes to {ours}: its "
+            "initial values differ (another device, dtype or attention kernel than the run's); replay where "
+            "the run trained"
+        )
+
+
 def _base_identity(ref: dict, ref_path: Path | None) -> tuple[str, str]:
     """(key, value) naming a base model: the weights' sha256 for a local copy, hf id@revision otherwise.
     With ref_path the local weights file is hashed now (it may have changed since prepare); without,
@@ -153,6 +166,7 @@ def replay(run_dir, model_ref, out_dir=None, upto: int | None = None, inputs: di
         model_ref,
     )
     _check_noise(header, built, log_path, cfg["method"])
+    _check_adapter_init(header, built, log_path)
     base = _check_base(run_dir, model_ref)
     if upto is not None and not 0 <= upto <= len(records):
         raise DataError(f"{log_path}: cannot replay {upto} steps, the log holds {len(records)}")

@@ -30,7 +30,7 @@ import torch
 from safetensors.torch import save as save_safetensors
 from tqdm import tqdm
 
-from zoharness import models, plant, scoring
+from zoharness import models, plant, prefix, scoring
 from zoharness.data import data_dir, load_split
 from zoharness.influence import cache, retrieve
 from zoharness.influence.gradients import example_gradients, parameter_header, query_examples, token_gradients
@@ -71,6 +71,11 @@ def load_run_model(run_dir, model_ref, device="cpu"):
         return model, tok, {"kind": "base", "step": 0, "inputs": {}}
     step = metrics.get("best_step", metrics["steps"])
     weights = run_dir / WEIGHTS_DIR
+    if (weights / prefix.SAVE_FILE).exists():  # a prefix is saved alone: put it back on the base
+        model, tok = models.load(model_ref, dtype, device)
+        prefix.load_prefix(model, weights)
+        digest = sha256_file(weights / prefix.SAVE_FILE)
+        return model.eval(), tok, {"kind": "saved prefix", "step": step, "sha256": digest, "inputs": {}}
     if weights.is_dir():
         from transformers import AutoModelForCausalLM
 
