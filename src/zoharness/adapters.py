@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,3 +101,17 @@ def merged_copy(model):
 def adapter_bytes(model) -> int:
     """Bytes of the adapter's parameters (the trainable set)."""
     return sum(p.numel() * p.element_size() for n, p in model.named_parameters() if "lora_" in n)
+
+
+@dataclass(frozen=True)
+class AdapterKind:
+    """What a trainer over an adapter needs to know of it: its bytes (metrics.json adapter_bytes) and how the
+    trained model is saved (LoRA: merged into a plain model; a prefix: its tensors alone)."""
+
+    measure: Callable  # (model) -> int
+    save: Callable  # (model, out_dir, description) -> None
+
+
+LORA = AdapterKind(
+    adapter_bytes, lambda model, out_dir, description: merged_copy(model).save_pretrained(out_dir)
+)

@@ -261,3 +261,12 @@ def load_prefix(model, path) -> dict:
     _attach(model, {m: (kv[KEYS], kv[VALUES]) for m, kv in modules.items()})
     _forget_packing_probe(model)
     return description
+
+
+def _kind():
+    from zoharness.adapters import AdapterKind
+
+    return AdapterKind(prefix_bytes, save_prefix)
+
+
+KIND = _kind()  # the trainers' view of a prefix (zoharness.adapters.AdapterKind)

@@ -107,3 +107,21 @@ class _FO(Trainer):
 
 def build(model, params: Params, seed: int):
     return _FO(model, params)
+
+
+class AdapterFO(_FO):
+    """Backpropagation over an adapter only (zoharness.adapters.AdapterKind: LoRA, a prefix), the base frozen
+    by the adapter's injection: described in the header, its bytes in metrics.json, saved its way."""
+
+    def __init__(self, model, params, adapter: dict, kind):
+        super().__init__(model, params, train_all=False)
+        self.adapter, self.kind = adapter, kind
+
+    def trajectory_header(self) -> dict:
+        return {**super().trajectory_header(), "adapter": self.adapter}
+
+    def extra_metrics(self) -> dict:
+        return {**super().extra_metrics(), "adapter_bytes": self.kind.measure(self.model)}
+
+    def save(self, out_dir) -> None:
+        self.kind.save(self.model, out_dir, self.adapter)

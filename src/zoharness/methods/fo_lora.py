@@ -27,27 +27,7 @@ class Params(fo.Params):
         mezo_lora.check_lora(self, "fo_lora")
 
 
-class _LoraFO(fo._FO):
-    def __init__(self, model, params, adapter: dict):
-        super().__init__(model, params, train_all=False)
-        self.adapter = adapter
-
-    def trajectory_header(self) -> dict:
-        return {**super().trajectory_header(), "adapter": self.adapter}
-
-    def extra_metrics(self) -> dict:
-        from zoharness.adapters import adapter_bytes
-
-        return {**super().extra_metrics(), "adapter_bytes": adapter_bytes(self.model)}
-
-    def save(self, out_dir) -> None:
-        from zoharness.adapters import merged_copy
-
-        merged_copy(self.model).save_pretrained(out_dir)
-
-
 def build(model, params: Params, seed: int):
-    from zoharness.adapters import inject_lora
+    from zoharness.adapters import LORA, inject_lora
 
-    adapter = inject_lora(model, mezo_lora.lora_spec(params), seed)
-    return _LoraFO(model, params, adapter)
+    return fo.AdapterFO(model, params, inject_lora(model, mezo_lora.lora_spec(params), seed), LORA)

@@ -26,26 +26,7 @@ class Params(fo.Params):
         mezo_prefix.check_prefix(self, "fo_prefix")
 
 
-class _PrefixFO(fo._FO):
-    def __init__(self, model, params, adapter: dict):
-        super().__init__(model, params, train_all=False)
-        self.adapter = adapter
-
-    def trajectory_header(self) -> dict:
-        return {**super().trajectory_header(), "adapter": self.adapter}
-
-    def extra_metrics(self) -> dict:
-        from zoharness.prefix import prefix_bytes
-
-        return {**super().extra_metrics(), "adapter_bytes": prefix_bytes(self.model)}
-
-    def save(self, out_dir) -> None:
-        from zoharness.prefix import save_prefix
-
-        save_prefix(self.model, out_dir, self.adapter)
-
-
 def build(model, params: Params, seed: int):
-    from zoharness.prefix import inject_prefix
+    from zoharness.prefix import KIND, inject_prefix
 
-    return _PrefixFO(model, params, inject_prefix(model, params.prefix_tokens, seed))
+    return fo.AdapterFO(model, params, inject_prefix(model, params.prefix_tokens, seed), KIND)

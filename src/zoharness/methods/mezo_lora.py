@@ -38,12 +38,13 @@ def check_lora(params, method: str) -> None:
 
 
 class AdapterZO(Trainer):
-    """A ZO engine over the adapter; saves the merged model, reports the adapter's bytes."""
+    """A ZO engine over an adapter (zoharness.adapters.AdapterKind: LoRA, a prefix): the adapter described in
+    the header, its bytes in metrics.json, the trained model saved the adapter's way."""
 
     can_replay = True
 
-    def __init__(self, model, zo, adapter: dict):
-        self.model, self.zo, self.adapter = model, zo, adapter
+    def __init__(self, model, zo, adapter: dict, kind):
+        self.model, self.zo, self.adapter, self.kind = model, zo, adapter, kind
 
     def step(self, batch, index: int) -> dict:
         return self.zo.step(batch, index)
@@ -57,14 +58,10 @@ class AdapterZO(Trainer):
         return header
 
     def extra_metrics(self) -> dict:
-        from zoharness.adapters import adapter_bytes
-
-        return {**self.zo.extra_metrics(), "adapter_bytes": adapter_bytes(self.model)}
+        return {**self.zo.extra_metrics(), "adapter_bytes": self.kind.measure(self.model)}
 
     def save(self, out_dir) -> None:
-        from zoharness.adapters import merged_copy
-
-        merged_copy(self.model).save_pretrained(out_dir)
+        self.kind.save(self.model, out_dir, self.adapter)
 
 
 def lora_spec(params):
@@ -74,7 +71,7 @@ def lora_spec(params):
 
 
 def build(model, params: Params, seed: int):
-    from zoharness.adapters import inject_lora
+    from zoharness.adapters import LORA, inject_lora
 
     adapter = inject_lora(model, lora_spec(params), seed)
-    return AdapterZO(model, mezo.build(model, params, seed), adapter)
+    return AdapterZO(model, mezo.build(model, params, seed), adapter, LORA)

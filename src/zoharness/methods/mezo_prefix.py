@@ -34,22 +34,8 @@ def check_prefix(params, method: str) -> None:
     require(params.prefix_tokens >= 1, f"{method}.prefix_tokens must be >= 1, got {params.prefix_tokens}")
 
 
-class PrefixZO(mezo_lora.AdapterZO):
-    """The ZO engine over the prefix; saves the prefix tensors, reports their bytes."""
-
-    def extra_metrics(self) -> dict:
-        from zoharness.prefix import prefix_bytes
-
-        return {**self.zo.extra_metrics(), "adapter_bytes": prefix_bytes(self.model)}
-
-    def save(self, out_dir) -> None:
-        from zoharness.prefix import save_prefix
-
-        save_prefix(self.model, out_dir, self.adapter)
-
-
 def build(model, params: Params, seed: int):
-    from zoharness.prefix import inject_prefix
+    from zoharness.prefix import KIND, inject_prefix
 
     adapter = inject_prefix(model, params.prefix_tokens, seed)
-    return PrefixZO(model, mezo.build(model, params, seed), adapter)
+    return mezo_lora.AdapterZO(model, mezo.build(model, params, seed), adapter, KIND)
