@@ -61,7 +61,7 @@ import time
 import warnings
 from dataclasses import dataclass
 
-from zoharness.methods import require
+from zoharness.methods import fo, require
 from zoharness.trainer import Trainer
 
 LABEL = "LP"
@@ -181,10 +181,17 @@ class _LP(Trainer):
         self.head.weight.requires_grad_(True)
         if getattr(self.head, "bias", None) is not None:
             self.head.bias.requires_grad_(True)
-        self.trainable = [p for p in self.head.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(
-            self.trainable, lr=params.lr, weight_decay=params.weight_decay, fused=True
+        # Head tuning is FT's step over the head alone (its requires_grad flags, set above)
+        self.head_ft = fo._FO(
+            model,
+            params,
+            make_optimizer=lambda trainable, p: torch.optim.AdamW(
+                trainable, lr=p.lr, weight_decay=p.weight_decay, fused=True
+            ),
+            describe="torch.optim.AdamW(fused=True) over the untied head",
+            train_all=False,
         )
+        self.trainable = self.head_ft.trainable
         self.mode: str | None = None  # resolved at the first step (auto: from the batch's objective)
         self.words: tuple[tuple[int, ...], ...] | None = None  # the label words' token ids
         self.at = 0  # index of the candidates' first differing token
@@ -217,18 +224,7 @@ class _LP(Trainer):
     # ----- head tuning -------------------------------------------------------------------------------
 
     def _head_step(self, batch, index: int) -> dict:
-        import torch
-
-        from zoharness import scoring
-        from zoharness.zo import NonFiniteLossError
-
-        loss = scoring.loss(self.model, batch)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"step {index}: loss is not finite ({float(loss)})")
-        loss.backward()
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return {"loss": float(loss.detach()), "lr": self.params.lr, "forward_passes": 1}
+        return self.head_ft.step(batch, index)
 
     # ----- linear probe ------------------------------------------------------------------------------
 
