@@ -53,6 +53,17 @@ def test_training_reads_planted_records_and_dev_and_test_are_untouched():
     assert split_change(manifest, _split({**PLANT, "fraction": 0.5}), "m.json", DATA) is None
 
 
+def test_the_verdicts_read_a_planted_splits_test_examples(tmp_path):
+    """The verdicts rule reads only a split's test file; a plant (a train edit) must not stop it (a fresh
+    clone's `make influence` failed here before the fix)."""
+    from zoharness.claims import split_test_examples
+    from zoharness.io import write_json_atomic
+
+    manifest = _split()
+    write_json_atomic(tmp_path / "seed0.json", manifest)
+    assert split_test_examples(tmp_path / "seed0.json", DATA) == load_split(manifest, DATA).test
+
+
 def test_insertion_positions_cover_both_ends_and_depend_on_the_example_only():
     import numpy as np
 

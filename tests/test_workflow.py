@@ -195,7 +195,9 @@ def test_method_zoo_suite_plans_every_grid_point_and_its_cost_and_memory_figures
     assert out.returncode == 0, out.stderr
     jobs = planned(out.stdout)
     variants = _suite("method-zoo")["variants"]
-    assert jobs["train"] == len(runs(_suite("method-zoo"))) == 54  # 26 trained variants x 2 seeds, 2 at seed 0
+    assert (
+        jobs["train"] == len(runs(_suite("method-zoo"))) == 54
+    )  # 26 trained variants x 2 seeds, 2 at seed 0
     methods = {v["method"] for v in variants.values()}
     assert {
         "lp",

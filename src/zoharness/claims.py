@@ -100,8 +100,11 @@ def split_test_examples(manifest_path, data_dir) -> list:
 
     manifest = read_json(manifest_path)
     task = get_task(manifest["task"])
+    # A planted trigger (data.plant) edits training examples only: with no train pool read, it has nothing to
+    # apply to, and the test examples are the data file's either way.
+    unplanted = {k: v for k, v in manifest.items() if k not in ("plant", "planted")}
     test_only = {
-        **manifest,
+        **unplanted,
         "files": {task.test_file: manifest["files"].get(task.test_file)},
         "splits": {"train": [], "dev": [], "test": manifest["splits"]["test"]},
     }
