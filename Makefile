@@ -42,7 +42,7 @@ method-zoo: $(STAMP)
 	snakemake --cores all $(REBUILD) --configfile config/method-zoo.yaml
 
 # RapidIn's planted-trigger validation: FT and MeZO on SST-2 with a planted backdoor, RapidIn at 5 K vs exact
-# gradient inner products vs random (README states the measured time)
+# gradient inner products vs random (1 h 03 min from a brand-new clone on 2 cores: docs/measurements.md)
 influence: $(STAMP)
 	snakemake --cores all $(REBUILD) --configfile config/influence.yaml
 
