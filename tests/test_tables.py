@@ -90,7 +90,14 @@ def test_figures_from_tables(tables, tmp_path):
     write_curves(LOGS, tmp_path / "curves.csv")
     out = tmp_path / "fig"
     paths = suite_figures(tables[".csv"], tmp_path / "curves.csv", out, "smoke")
-    assert sorted(p.name for p in paths) == ["accuracy.pdf", "accuracy.png", "loss.pdf", "loss.png"]
+    assert sorted(p.name for p in paths) == [
+        "accuracy.pdf",
+        "accuracy.png",
+        "cost.pdf",
+        "cost.png",
+        "loss.pdf",
+        "loss.png",
+    ]
     for p in paths:
         head = p.read_bytes()[:8]
         assert head.startswith(b"\x89PNG") if p.suffix == ".png" else head.startswith(b"%PDF")

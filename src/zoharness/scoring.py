@@ -292,8 +292,14 @@ def negative_accuracy(model, batch: Batch) -> torch.Tensor:
 
 
 # A ZO method's training objective by name (mezo.Params.objective, which also says the task kinds each
-# is defined for): "loss" is the differentiable one above.
-TRAIN_OBJECTIVES = {"loss": loss, "accuracy": negative_accuracy}
+# is defined for) -> the function's name here, looked up at call time (objective_fn) so a wrapped or
+# patched `loss` is the one used. "loss" is the differentiable one above.
+TRAIN_OBJECTIVES = {"loss": "loss", "accuracy": "negative_accuracy"}
+
+
+def objective_fn(name: str):
+    """The training objective called `name` (TRAIN_OBJECTIVES): (model, batch) -> scalar tensor."""
+    return globals()[TRAIN_OBJECTIVES[name]]
 
 
 # Probe for packing: two sequences, compared packed and padded at every real position.

@@ -345,7 +345,7 @@ class ZOSGD(Trainer):
     def _loss(self, batch, phase: str) -> float:
         """The objective at the current weights; times the forward and the host sync (float()) apart."""
         t0 = time.perf_counter()
-        loss = scoring.TRAIN_OBJECTIVES[self.objective](self.model, batch)
+        loss = scoring.objective_fn(self.objective)(self.model, batch)
         t1 = time.perf_counter()
         value = float(loss)  # waits for the device: on CUDA most of the forward shows up here
         self.noise.timer.add(phase, t1 - t0)
@@ -460,7 +460,7 @@ class ZOSGD(Trainer):
                 "in order; a stateful rule: apply(ĝ), ĝ=Σ_j (g_j/q)·z_j summed in float32 in order",
             )
         if self.objective != "loss":
-            extra["objective"] = f"{self.objective}: scoring.TRAIN_OBJECTIVES[{self.objective!r}]"
+            extra["objective"] = f"{self.objective}: zoharness.scoring.{scoring.TRAIN_OBJECTIVES[self.objective]}"
         return {
             "zo": {
                 "eps": self.eps,
