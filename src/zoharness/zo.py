@@ -390,9 +390,20 @@ class ZOSGD(Trainer):
 
     def update_directions(self, seeds: list[int], grads: list[float], lr: float) -> None:
         """From θ to the step's new weights along ĝ = (1/q) Σ g_j z_j: SGD, one pass per direction."""
+        self.axpy_directions(seeds, grads, -lr)
+
+    def axpy_directions(self, seeds: list[int], grads: list[float], coeff: float) -> None:
+        """θ += coeff·ĝ, ĝ = (1/q) Σ g_j z_j, as one axpy per direction (coefficient coeff·g_j/q)."""
         q = len(seeds)
         for seed, grad in zip(seeds, grads, strict=True):
-            self.noise.axpy(seed, -lr * grad / q)
+            self.noise.axpy(seed, coeff * grad / q)
+
+    @staticmethod
+    def directions(record: dict) -> tuple[list[int], list[float]]:
+        """A logged step's (seeds, projected gradients): one direction (q = 1) or the query budget's q."""
+        if "zo_seeds" in record:
+            return record["zo_seeds"], record["projected_grads"]
+        return [record["zo_seed"]], [record["projected_grad"]]
 
     def estimate(self, batch, seed: int, index: int) -> dict:
         """The projected gradient from two forwards; leaves θ at θ - εz. Returns the step's log record."""
@@ -460,7 +471,9 @@ class ZOSGD(Trainer):
                 "in order; a stateful rule: apply(ĝ), ĝ=Σ_j (g_j/q)·z_j summed in float32 in order",
             )
         if self.objective != "loss":
-            extra["objective"] = f"{self.objective}: zoharness.scoring.{scoring.TRAIN_OBJECTIVES[self.objective]}"
+            extra["objective"] = (
+                f"{self.objective}: zoharness.scoring.{scoring.TRAIN_OBJECTIVES[self.objective]}"
+            )
         return {
             "zo": {
                 "eps": self.eps,

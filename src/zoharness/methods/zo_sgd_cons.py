@@ -47,11 +47,6 @@ def _engine():
             "with coefficient c·g_j/q"
         )
 
-        def _move(self, seeds, grads, coeff):
-            q = len(seeds)
-            for seed, grad in zip(seeds, grads, strict=True):
-                self.noise.axpy(seed, coeff * grad / q)
-
         @torch.no_grad()
         def step(self, batch, index: int) -> dict:
             self.noise.timer.pop()
@@ -60,11 +55,11 @@ def _engine():
             if record is None:
                 record = self.estimate(batch, seeds[0], index)
                 self.restore(seeds[0])
-            grads = record.get("projected_grads", [record.get("projected_grad")])
+            grads = self.directions(record)[1]
             losses = {"none": self._loss(batch, "forward_current")}
-            self._move(seeds, grads, self.lr)
+            self.axpy_directions(seeds, grads, self.lr)
             losses["plus"] = self._loss(batch, "forward_candidate")
-            self._move(seeds, grads, -2.0 * self.lr)
+            self.axpy_directions(seeds, grads, -2.0 * self.lr)
             losses["minus"] = self._loss(batch, "forward_candidate")
             choice = min(CHOICES, key=lambda c: (losses[c], CHOICES.index(c)))
             self._finish(seeds, grads, choice, self.lr)
@@ -78,17 +73,16 @@ def _engine():
 
         def _finish(self, seeds, grads, choice, lr):
             if choice != "minus":
-                self._move(seeds, grads, lr if choice == "none" else 2.0 * lr)
+                self.axpy_directions(seeds, grads, lr if choice == "none" else 2.0 * lr)
 
         @torch.no_grad()
         def replay(self, record: dict) -> None:
-            seeds = record.get("zo_seeds", [record.get("zo_seed")])
-            grads = record.get("projected_grads", [record.get("projected_grad")])
+            seeds, grads = self.directions(record)
             for seed in seeds:
                 self.replay_estimate(seed)
                 self.restore(seed)
-            self._move(seeds, grads, record["lr"])
-            self._move(seeds, grads, -2.0 * record["lr"])
+            self.axpy_directions(seeds, grads, record["lr"])
+            self.axpy_directions(seeds, grads, -2.0 * record["lr"])
             self._finish(seeds, grads, record["cons_choice"], record["lr"])
 
     return ConservativeZO
