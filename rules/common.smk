@@ -128,6 +128,7 @@ def split_inputs(wildcards):
         **protocol,
         accept=accepting_data_changes(),
         plant=DATA.get("plant"),
+        k_shot=DATA.get("k_shot"),
     )
     if change:
         print(f"{ACCEPT_ENV} is set; resampling:\n{change}", file=sys.stderr)

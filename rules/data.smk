@@ -28,6 +28,9 @@ rule fetch_data:
 # new param would change every existing split's recorded params, and Snakemake would redo them and their runs.
 _PLANT_JSON = shlex.quote(json.dumps(DATA.get("plant"), sort_keys=True)).replace("{", "{{").replace("}", "}}")
 PLANT_ARG = f"--plant {_PLANT_JSON} " if "plant" in DATA else ""
+# LM-BFF's k-shot sampling (data.k_shot), passed the same way and for the same reason.
+_KSHOT_JSON = shlex.quote(json.dumps(DATA.get("k_shot"), sort_keys=True)).replace("{", "{{").replace("}", "}}")
+KSHOT_ARG = f"--k-shot {_KSHOT_JSON} " if "k_shot" in DATA else ""
 
 
 rule split:
@@ -45,4 +48,4 @@ rule split:
     shell:
         "python -m zoharness split --task {wildcards.task} --seed {wildcards.seed} --data-dir {params.data_dir:q} "
         "--source {params.data[source]} --num-train {params.data[num_train]} --num-dev {params.data[num_dev]} "
-        f"--num-test {{params.data[num_test]}} {PLANT_ARG}--out {{output:q}} > {{log:q}} 2>&1"
+        f"--num-test {{params.data[num_test]}} {PLANT_ARG}{KSHOT_ARG}--out {{output:q}} > {{log:q}} 2>&1"

@@ -43,8 +43,17 @@ def _cmd_split(args) -> int:
     from zoharness.data import accepting_data_changes, make_split, refuse_changed_split
 
     plant = json.loads(args.plant) if args.plant else None
+    k_shot = json.loads(args.k_shot) if args.k_shot else None
     manifest = make_split(
-        args.task, args.data_dir, args.seed, args.num_train, args.num_dev, args.num_test, args.source, plant
+        args.task,
+        args.data_dir,
+        args.seed,
+        args.num_train,
+        args.num_dev,
+        args.num_test,
+        args.source,
+        plant,
+        k_shot,
     )
     if Path(args.out).exists():  # frozen: rewritten with the same content, or for another request
         accept = args.accept_data_changes or accepting_data_changes()
@@ -224,6 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--source", choices=("offline", "online"), default="offline")
     s.add_argument(
         "--plant", default="", help="JSON of the suite's data.plant (zoharness.plant); empty: none"
+    )
+    s.add_argument(
+        "--k-shot",
+        default="",
+        help="JSON of the suite's data.k_shot (LM-BFF's k-shot sampling, zoharness.kshot); empty: MeZO's protocol",
     )
     s.add_argument("--out", required=True)
     s.add_argument(

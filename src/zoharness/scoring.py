@@ -22,6 +22,14 @@ Speed, without changing the numbers' meaning:
     16 were 2.7x padding when right-padded to the longest. Per-example losses equal the padded
     computation's within float rounding (tests/test_packing.py states the tolerance).
 Padded batches (other models, or pack=False) are right-padded; positions are then the plain 0..n-1.
+
+Masked LMs (LM-BFF, MeZO's RoBERTa protocol): a prompt's masked form (tasks.base.MaskedPrompt) is one
+sequence, cls + the text before + the mask token + the text after + sep, and every class is scored by the MLM
+head's log-probability of its label word at the mask: the same entries (sequence, position, target token,
+candidate) as a causal LM's single-token path, with the mask's own position instead of the one before the
+target. The head is the model's whole prediction head (RoBERTa's dense + layer norm + decoder), and batches are
+right-padded (attention is bidirectional, so packed rows would see each other). Training objectives are the
+same functions of the same entries: nothing else branches on the model kind.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from dataclasses import dataclass
 import torch
 
 from zoharness.io import progress
+from zoharness.models import MLM, tokenizer_kind
 from zoharness.tasks.base import Prompt
 
 
@@ -68,6 +77,8 @@ def encode(
     gold candidate is encoded (what teacher forcing needs); evaluation uses "classification"."""
     if objective not in OBJECTIVES:
         raise ValueError(f"objective {objective!r} is not one of {OBJECTIVES}")
+    if tokenizer_kind(tokenizer) == MLM:
+        return encode_masked(tokenizer, prompt, max_length, objective)
     context = tokenizer(prompt.context, add_special_tokens=False).input_ids
     texts = prompt.candidates if objective == "classification" else (prompt.candidates[prompt.label],)
     label, correct = (prompt.label, prompt.correct) if objective == "classification" else (0, (0,))
@@ -90,6 +101,68 @@ def encode(
         for t, tok in enumerate(cand):
             entries.append((j, len(context) + t - 1, tok, j))
     return EncodedExample(tuple(seqs), tuple(entries), len(cands), label, correct, objective)
+
+
+def label_word_ids(tokenizer, words: tuple[str, ...]) -> list[int]:
+    """Each label word's one token id. LM-BFF's rule, kept here: a masked LM's label word is one token of its
+    vocabulary (RoBERTa's are, with their leading space); a word that is several tokens is refused, naming it."""
+    ids = []
+    for word in words:
+        pieces = tokenizer(word, add_special_tokens=False).input_ids
+        if len(pieces) != 1:
+            raise ValueError(
+                f"masked-LM label word {word!r} is {len(pieces)} tokens "
+                f"{tokenizer.convert_ids_to_tokens(pieces)} for this tokenizer; a label word must be one token "
+                "of the vocabulary (LM-BFF's rule); choose another word in the task's template"
+            )
+        ids.append(pieces[0])
+    return ids
+
+
+def encode_masked(
+    tokenizer, prompt: Prompt, max_length: int, objective: str = "classification"
+) -> EncodedExample:
+    """A prompt's masked form as one sequence, every label word scored at the mask (module docstring). Too
+    long: the start of the text before the mask goes first, then the end of the text after it."""
+    masked = prompt.masked
+    if masked is None:
+        raise ValueError(
+            f"prompt {prompt.context[:60]!r} has no masked-LM form: its task has no masked-LM template"
+        )
+    words = label_word_ids(tokenizer, masked.words)
+    before = tokenizer(masked.before, add_special_tokens=False).input_ids if masked.before else []
+    after = tokenizer(masked.after, add_special_tokens=False).input_ids if masked.after else []
+    cls = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+    sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    specials = [t for t in (cls, sep) if t is not None]
+    excess = len(before) + len(after) + 1 + len(specials) - max_length
+    if excess > 0:
+        cut = min(excess, len(before))
+        before, excess = before[cut:], excess - cut
+        after = after[: len(after) - excess] if excess > 0 else after
+    head = [cls] if cls is not None else []
+    sequence = (*head, *before, tokenizer.mask_token_id, *after, *([sep] if sep is not None else []))
+    at = len(head) + len(before)
+    if objective == "lm":  # teacher forcing on the gold word alone
+        return EncodedExample((sequence,), ((0, at, words[prompt.label], 0),), 1, 0, (0,), objective)
+    entries = tuple((0, at, word, j) for j, word in enumerate(words))
+    return EncodedExample((sequence,), entries, len(words), prompt.label, prompt.correct, objective)
+
+
+def is_masked_lm(model) -> bool:
+    """A Hugging Face masked-LM head model (RobertaForMaskedLM, BertForMaskedLM, ...)."""
+    return type(model).__name__.endswith("ForMaskedLM")
+
+
+def vocab_head(model):
+    """The module that maps final hidden states to vocabulary logits: a causal LM's output embedding; a
+    masked LM's whole prediction head (RoBERTa's lm_head, BERT's cls), whose decoder is the output embedding."""
+    if is_masked_lm(model):
+        for name in ("lm_head", "cls"):
+            if isinstance(getattr(model, name, None), torch.nn.Module):
+                return getattr(model, name)
+        raise ValueError(f"{type(model).__name__}: no masked-LM prediction head (lm_head or cls) found")
+    return model.get_output_embeddings()
 
 
 # A packed row's target length. Block-diagonal attention still computes each row's full row x row score
@@ -256,7 +329,7 @@ def token_logprobs(model, batch: Batch) -> torch.Tensor:
             use_cache=False,
         ).last_hidden_state
     picked = hidden.reshape(-1, hidden.shape[-1]).index_select(0, batch.flat_positions)
-    logits = model.get_output_embeddings()(picked)
+    logits = vocab_head(model)(picked)
     # At least float32 (bf16/fp16 logits are upcast); float64 models keep float64.
     logprobs = torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)
     return logprobs[batch.entry_position, batch.entry_target]
@@ -319,7 +392,8 @@ def packing_mode(model) -> str | None:
         return PACK_MODES.get(known, known)
     mode = None
     config = getattr(model, "config", None)
-    if config is not None and not getattr(config, "is_encoder_decoder", False):
+    # A masked LM attends both ways: rows packed with a causal block mask would not be its computation.
+    if config is not None and not getattr(config, "is_encoder_decoder", False) and not is_masked_lm(model):
         device = next(model.parameters()).device
         vocab = int(getattr(config, "vocab_size", 1000))
         seqs = [[(17 * (i + 1) + 31 * j) % vocab for j in range(n)] for i, n in enumerate(_PROBE_LENGTHS)]

@@ -28,6 +28,8 @@ Optional (method_hooks() below fills the defaults of the first three):
   COMMANDS  dotted name of the module whose register(subparsers) adds the method's own subcommands
            (masks, rephrasings, its tables and figures); methods sharing a package share it
   COMPARE_WITH  the method id its own figures draw as the baseline (named via the imported module)
+  CAUSAL_ONLY  a sentence saying why the method runs on causal LMs only (ICL's demonstrations); a suite
+           pairing it with a masked LM fails at parse time with it (zoharness.config)
   SEED_INDEPENDENT  True when a run's test predictions do not depend on its seed (zero-shot on the
            fixed test sample): one seed then carries no hidden seed-to-seed spread, and a claim
            against it can be decided at n=1 (zoharness.claims); default False

@@ -12,6 +12,7 @@ from zoharness.methods import require
 
 LABEL = "ICL"
 VERSION = 1
+CAUSAL_ONLY = "its demonstrations are concatenated into one causal prompt"
 SMOKE_PARAMS: dict = {}
 _SPLIT_STREAM = {"dev": 0, "test": 1}
 

@@ -22,6 +22,7 @@ from zoharness.trainer import Trainer
 
 LABEL = "sparse-ZO-int4"
 VERSION = 1
+CAUSAL_ONLY = "SensZOQ's sensitivity mask and 4-bit base follow its causal-LM recipe"
 # Files the run needs besides the model and split (the train rule passes them as --input NAME=PATH).
 INPUTS = ("mask",)
 # Its own subcommands (sensitivity, mask, mask-table, sparse-figures) and reports live in its package.

@@ -5,10 +5,13 @@ from __future__ import annotations
 from zoharness.registry import check_name, load_module
 from zoharness.tasks.base import Task
 
-# MeZO's order (its Table 1 columns).
+# MeZO's order: its Table 1 columns (OPT), then the RoBERTa tasks of its Table 18 not among them.
 _MODULES = {
     name: f"zoharness.tasks.{name}"
-    for name in ("sst2", "rte", "cb", "boolq", "wsc", "wic", "multirc", "copa", "record", "squad", "drop")
+    for name in (
+        *("sst2", "rte", "cb", "boolq", "wsc", "wic", "multirc", "copa", "record", "squad", "drop"),
+        *("sst5", "snli", "mnli", "trec"),
+    )
 }
 
 
