@@ -35,5 +35,6 @@ rule all:
         TABLE_MD,
         VERDICTS,
         FIGURES,
+        KSHOT_FIGURE,
         SCORECARDS,
         EXTRA_TARGETS,

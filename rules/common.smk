@@ -50,6 +50,12 @@ FIGURES = [
     for kind in ("loss", "accuracy", "checkpoints", "claims", "cost", "memory")
     for ext in ("png", "pdf")
 ]
+# A suite sampling several k-shot sizes (data.k_shot.k a list) also draws accuracy against k (MeZO Figure 2).
+KSHOT_FIGURE = (
+    [f"figures/{NAME}/kshot.{ext}" for ext in ("png", "pdf")]
+    if isinstance(DATA.get("k_shot", {}).get("k"), list)
+    else []
+)
 # The suite's paper claims judged from the runs' per-example test results (zoharness.claims). Always
 # built: with no `claims:` the table is empty but says so, and it still checks every run's predictions.
 VERDICTS_CSV = f"results/tables/claims-{NAME}.csv"
@@ -91,14 +97,20 @@ def run_splits(wildcards):
     return [SPLIT.format(task=t, seed=s) for t, s in pairs]
 
 
+def data_inputs(task):
+    """What a task's split reads, as job inputs: offline, the snapshot's files; online, the marker
+    fetch_data writes after the task's files (their names follow the task's Hugging Face splits, so the
+    rule declares only the marker). A task instance (sst5@k16) reads its task's data."""
+    task = get_task(task)
+    if DATA["source"] == "online":
+        return [f"{DATA_DIR}/{task.name}/source.json"]
+    return [f"{DATA_DIR}/{rel}" for rel in source_files(task, DATA["source"])]
+
+
 def split_data_files(wildcards):
     """The data files the splits' examples are rebuilt from; ancient, as for the split rule (a touched but
     unchanged file reruns nothing; a changed one is refused against the frozen manifests, split_inputs)."""
-    files = {
-        f"{DATA_DIR}/{rel}": None
-        for t in SUITE["tasks"]
-        for rel in source_files(get_task(t), DATA["source"])
-    }
+    files = {f: None for t in SUITE["tasks"] for f in data_inputs(t)}
     return [ancient(f) for f in files]
 
 
@@ -117,7 +129,7 @@ def split_inputs(wildcards):
 
     from zoharness.data import ACCEPT_ENV, accepting_data_changes, check_frozen_split
 
-    files = [f"{DATA_DIR}/{rel}" for rel in source_files(get_task(wildcards.task), DATA["source"])]
+    files = data_inputs(wildcards.task)
     manifest = SPLIT.format(task=wildcards.task, seed=wildcards.seed)
     protocol = {k: DATA[k] for k in ("num_train", "num_dev", "num_test", "source")}
     change = check_frozen_split(

@@ -3,13 +3,15 @@
 # Face dataset as jsonl in the same record schema (once; later runs read the saved files).
 
 
+# Its output is the marker written last: the data files' names follow the task's Hugging Face splits
+# (Task.hf_splits: train and validation, TREC's test, MNLI's validation_matched), see data_inputs.
 rule fetch_data:
     conda:
         CONDA_ENV
     output:
-        train=f"{DATA['online_dir']}/{{task}}/train.jsonl",
-        validation=f"{DATA['online_dir']}/{{task}}/validation.jsonl",
         source=f"{DATA['online_dir']}/{{task}}/source.json",
+    wildcard_constraints:
+        task=_alternation(dict.fromkeys(get_task(t).name for t in SUITE["tasks"])),  # instances share their task's data
     params:
         out_dir=lambda w, output: os.path.dirname(os.path.dirname(output.source)),
         hf_dataset=lambda w: DATA["hf_datasets"].get(w.task, ""),

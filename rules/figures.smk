@@ -21,3 +21,22 @@ rule figures:
         "python -m zoharness figures --suite {params.suite} --table {input.table:q} --curves {input.curves:q} "
         "--checkpoints {input.checkpoints:q} --claims {input.claims:q} --details {input.details:q} "
         "--out-dir {params.out_dir:q} > {log:q} 2>&1"
+
+
+rule kshot_figure:
+    conda:
+        CONDA_ENV
+    input:
+        table=TABLE_CSV,
+        reference=[REFERENCE] if SCORECARDS else [],
+    output:
+        KSHOT_FIGURE,
+    params:
+        suite=NAME,
+        out_dir=lambda w, output: os.path.dirname(output[0]),
+        reference=lambda w, input: f"--reference {input.reference}" if input.reference else "",
+    log:
+        f"logs/figures/{NAME}-kshot.log",
+    shell:
+        "python -m zoharness kshot-figure --suite {params.suite} --table {input.table:q} {params.reference} "
+        "--out-dir {params.out_dir:q} > {log:q} 2>&1"

@@ -23,14 +23,14 @@ def _torch_threads():
 
 @pytest.fixture(scope="session")
 def model_refs(tmp_path_factory):
-    """Prepared tiny models (random init, byte-level tokenizer), built once per session."""
+    """Prepared tiny models (random init, byte-level tokenizer; roberta: a masked LM), built once per session."""
     from zoharness.models import prepare
 
     root = tmp_path_factory.mktemp("models")
     return {
         arch: prepare(f"tiny-{arch}", f"tiny:{arch}", root / f"tiny-{arch}")
         and root / f"tiny-{arch}" / "model_ref.json"
-        for arch in ("llama", "opt")
+        for arch in ("llama", "opt", "roberta")
     }
 
 

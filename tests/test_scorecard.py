@@ -101,3 +101,20 @@ def test_bad_reference_names_the_file_and_the_problem(tmp_path):
     with pytest.raises(DataError, match=r"r.csv:2: value 'n/a' is not a number"):
         read_reference(bad)
     assert isinstance(pd.read_csv(bad), pd.DataFrame)
+
+
+def test_the_roberta_suite_has_every_table_18_cell_and_runs_each_row():
+    """mezo-roberta: MeZO Table 18's 9 rows x 6 tasks x k in {16, 512}, with the paper's std; every method id
+    is a method the suite runs, on the suite's task instances; anchor cells as printed in the paper."""
+    ref = read_reference(PAPER / "mezo-roberta.reference.csv")
+    assert len(ref) == 9 * 6 * 2 and set(ref["table"]) == {"MeZO Table 18"}
+    suite = load_suite(PAPER / "mezo-roberta.yaml")
+    assert suite["tasks"] == list(dict.fromkeys(ref["task"]))
+    assert set(ref["method_id"]) == {v["method"] for v in suite["variants"].values()}
+    cell = ref.set_index(["task", "paper_method"])
+    assert cell.loc[("trec@k16", "MeZO")].value == 76.9 and cell.loc[("trec@k512", "MeZO")].value == 94.3
+    assert cell.loc[("trec@k512", "FT")].value == 97.3 and cell.loc[("trec@k512", "FT")]["std"] == "0.2"
+    assert cell.loc[("sst5@k16", "Zero-shot")].value == cell.loc[("sst5@k512", "Zero-shot")].value == 35.5
+    assert cell.loc[("rte@k16", "Zero-shot")].value == 51.4
+    assert suite["data"]["k_shot"] == {"k": [16, 512], "allow_short_classes": True}
+    assert suite["seeds"] == [13, 21, 42, 87, 100] and suite["models"]["roberta-large"].startswith("hf-mlm:")

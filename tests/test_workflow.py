@@ -136,6 +136,37 @@ def test_paper_suite_plans_every_cell_with_fetch_and_scorecard(workdir):
     assert jobs["verdicts"] == 1 and "results/tables/claims-mezo-opt13b.md" in out.stdout
 
 
+def test_roberta_paper_suite_plans_both_k_and_ends_with_figure_2(workdir):
+    out = snakemake(workdir, "-n", "--configfile", "config/paper/mezo-roberta.yaml")
+    assert out.returncode == 0, out.stderr
+    jobs = planned(out.stdout)
+    # 6 tasks x 2 k; zero-shot on one seed, the other 24 variants on five; one fetch per task, not per k
+    assert jobs["train"] == 12 * (1 + 24 * 5) and jobs["split"] == 12 * 5 and jobs["fetch_data"] == 6
+    assert jobs["kshot_figure"] == 1 and "figures/mezo-roberta/kshot.pdf" in out.stdout
+    assert jobs["scorecard"] == 1 and "results/mezo-roberta/splits/trec@k512/seed100.json" in out.stdout
+
+
+def test_masked_lm_k_shot_suite_end_to_end_draws_accuracy_against_k(workdir):
+    """The masked-LM path through the workflow: tiny RoBERTa, two k, LM-BFF splits, the table and Figure 2."""
+    config = workdir / "config" / "mlm-e2e.yaml"
+    config.write_text(
+        "suite: mlm-e2e\nmodels: [tiny-roberta]\ntasks: [trec]\nseeds: [13]\n"
+        "variants: {zero_shot: {}, mezo: {params: {lr: 1.0e-3, eps: 1.0e-3, steps: 2, batch_size: 4}}}\n"
+        "data: {k_shot: {k: [2, 4]}, num_test: 12}\neval: {batch_size: 16, max_length: 96}\n"
+        "device: cpu\nthreads: 1\n"
+    )
+    out = snakemake(workdir, "--cores", "2", "--configfile", str(config))
+    assert out.returncode == 0, out.stderr[-3000:]
+    table = pd.read_csv(workdir / "results/tables/mlm-e2e.csv")
+    assert {"trec@k2", "trec@k4"} <= set(table.columns) and len(table) == 2
+    split = load_suite(config)  # the instances the workflow ran
+    assert split["tasks"] == ["trec@k2", "trec@k4"]
+    for ext in ("png", "pdf"):
+        assert (workdir / f"figures/mlm-e2e/kshot.{ext}").stat().st_size > 1000
+    manifest = pd.read_json(workdir / "results/mlm-e2e/splits/trec@k4/seed13.json", typ="series")
+    assert manifest["protocol"]["k_shot"] == 4 and sum(manifest["n_per_class"]["train"].values()) == 24
+
+
 def test_sparse_ablation_suite_plans_one_mask_per_distinct_mask_and_shares_the_scores(workdir):
     out = snakemake(workdir, "-n", "--configfile", "config/sparse-zo-ablations.yaml")
     assert out.returncode == 0, out.stderr

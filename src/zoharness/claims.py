@@ -103,9 +103,10 @@ def split_test_examples(manifest_path, data_dir) -> list:
     # A planted trigger (data.plant) edits training examples only: with no train pool read, it has nothing to
     # apply to, and the test examples are the data file's either way.
     unplanted = {k: v for k, v in manifest.items() if k not in ("plant", "planted")}
+    test_file = task.file("test", manifest.get("source", "offline"))
     test_only = {
         **unplanted,
-        "files": {task.test_file: manifest["files"].get(task.test_file)},
+        "files": {test_file: manifest["files"].get(test_file)},
         "splits": {"train": [], "dev": [], "test": manifest["splits"]["test"]},
     }
     return load_split(test_only, data_dir, str(manifest_path)).test

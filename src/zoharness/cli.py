@@ -151,6 +151,14 @@ def _cmd_figures(args) -> int:
     return 0
 
 
+def _cmd_kshot_figure(args) -> int:
+    from zoharness.kshot_figure import write_kshot_figure
+
+    for p in write_kshot_figure(args.table, args.out_dir, args.suite, args.reference):
+        print(p)
+    return 0
+
+
 def _replay_upto(args) -> int | None:
     """--upto as a step count: "best" is the checkpoint the run reported (metrics.json best_step; all steps
     for a run written before checkpoints were recorded), "last" every logged step."""
@@ -319,6 +327,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--out-dir", required=True)
     s.set_defaults(fn=_cmd_figures)
+
+    s = sub.add_parser("kshot-figure", help="accuracy against k (MeZO Figure 2) from a k-shot suite's table")
+    s.add_argument("--suite", required=True)
+    s.add_argument("--table", required=True)
+    s.add_argument(
+        "--reference", help="the paper suite's reference csv (overlaid; its std column as error bars)"
+    )
+    s.add_argument("--out-dir", required=True)
+    s.set_defaults(fn=_cmd_kshot_figure)
 
     s = sub.add_parser("replay", help="rebuild a ZO run's weights from its train log")
     s.add_argument("--run-dir", required=True)

@@ -60,6 +60,7 @@ def validate(config: dict, where: str = "config") -> dict:
     cfg["models"] = _normalise_models(cfg["models"], where)
     for t in cfg["tasks"]:
         _checked(check_task, t, f"{where}: tasks")
+    cfg["tasks"] = _task_instances(cfg, where)
     _check_data(cfg, where)
     cfg["variants"] = _normalise_variants(cfg["variants"], where)
     _check_model_kinds(cfg, where)
@@ -76,6 +77,25 @@ def validate(config: dict, where: str = "config") -> dict:
     cfg["claims"] = _normalise_claims(cfg, where)
     _check_influence(cfg, where)
     return cfg
+
+
+def _task_instances(cfg: dict, where: str) -> list[str]:
+    """The suite's task ids: with several k-shot sizes (data.k_shot.k a list), every task once per k as
+    `<task>@k<k>` (zoharness.tasks), k-major (MeZO Table 18's blocks); otherwise the tasks as written."""
+    from zoharness.tasks import instance_id, split_task_id
+
+    k_shot = cfg["data"].get("k_shot")
+    ks = k_shot["k"] if k_shot else None
+    written = [t for t in cfg["tasks"] if split_task_id(t)[1] is not None]
+    if written:
+        raise ConfigError(
+            f"{where}: tasks {written}: list plain task ids; data.k_shot.k (a list of k) makes the instances"
+        )
+    if not isinstance(ks, list):
+        return list(cfg["tasks"])
+    if len(set(ks)) != len(ks):
+        raise ConfigError(f"{where}: data.k_shot.k has duplicates: {ks}")
+    return [instance_id(t, k) for k in ks for t in cfg["tasks"]]
 
 
 def _check_influence(cfg: dict, where: str) -> None:

@@ -40,7 +40,7 @@ from zoharness.io import (
     write_json_atomic,
     write_text_atomic,
 )
-from zoharness.tasks import get_task
+from zoharness.tasks import get_task, split_task_id
 from zoharness.tasks.base import Example, Task
 
 MANIFEST_VERSION = 2
@@ -94,7 +94,8 @@ def read_examples(task: Task, data_dir: str | Path, which: str, source: str = "o
     for lineno, line in task.read(path):
         where = f"{path}:{lineno}"
         try:
-            records = task.flatten(line)
+            # Online files hold records already in the flat schema (fetch_online writes normalise_hf's rows).
+            records = task.flatten(line) if source == "offline" else [line]
         except DataError as e:
             raise DataError(f"{where}: {e}") from None
         for record in records:
@@ -154,8 +155,15 @@ def make_split(
     "planted". With `k_shot` ({k, allow_short_classes}) the split is LM-BFF's k-shot one instead
     (zoharness.kshot; num_train and num_dev are then unused)."""
     task = get_task(task_name)
-    if k_shot is not None:
-        return _make_k_shot_split(task, data_dir, seed, num_test, source, k_shot, plant)
+    _, instance_k = split_task_id(task_name)
+    if instance_k is not None or k_shot is not None:
+        ks = (k_shot or {}).get("k")
+        if instance_k is None and isinstance(ks, list):
+            raise DataError(f"task {task_name}: data.k_shot.k lists {ks}; name one as {task_name}@k<k>")
+        if instance_k is not None and instance_k not in (ks if isinstance(ks, list) else [ks]):
+            raise DataError(f"task instance {task_name}: k={instance_k} is not in data.k_shot.k ({ks})")
+        request = {**k_shot, "k": instance_k if instance_k is not None else ks}
+        return _make_k_shot_split(task_name, task, data_dir, seed, num_test, source, request, plant)
     layout = pool_layout(task, source)
     num_dev = task.num_dev if num_dev is None else num_dev
     files = _check_files(task, data_dir, source)
@@ -209,7 +217,14 @@ def make_split(
 
 
 def _make_k_shot_split(
-    task: Task, data_dir, seed: int, num_test: int, source: str, k_shot: dict, plant: dict | None
+    task_name: str,
+    task: Task,
+    data_dir,
+    seed: int,
+    num_test: int,
+    source: str,
+    k_shot: dict,
+    plant: dict | None,
 ) -> dict:
     """LM-BFF's k-shot split (zoharness.kshot): k per class for train and dev, the capped test file."""
     if plant is not None:
@@ -225,7 +240,7 @@ def _make_k_shot_split(
     test = [test_pool[i] for i in kshot.test_rows(len(test_pool), num_test, task.kshot_format)]
     return {
         "manifest_version": MANIFEST_VERSION,
-        "task": task.name,
+        "task": task_name,
         "seed": seed,
         "source": source,
         "pools": "train+validation",

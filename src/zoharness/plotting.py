@@ -76,8 +76,8 @@ def accuracy_figure(wide: pd.DataFrame, suite: str, task_labels: dict[str, str])
     tasks = [c for c in wide.columns if f"{c}_std" in wide.columns and not c.endswith("_dev")]
     fig, ax = plt.subplots(figsize=(max(4.5, 1.8 * len(tasks) * max(1, len(wide)) / 2), 3.8))
     width = 0.8 / max(len(wide), 1)
-    for i, row in enumerate(wide.itertuples(index=False)):
-        row = row._asdict()
+    # records, not itertuples: a task instance's column (sst5@k16) is no Python identifier
+    for i, row in enumerate(wide.to_dict("records")):
         means = [row[t] for t in tasks]
         stds = [0 if pd.isna(row[f"{t}_std"]) else row[f"{t}_std"] for t in tasks]
         x = np.arange(len(tasks)) + (i - (len(wide) - 1) / 2) * width

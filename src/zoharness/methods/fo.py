@@ -12,7 +12,7 @@ different rounding).
 import math
 from dataclasses import dataclass
 
-from zoharness.methods import require
+from zoharness.methods import added_later, require
 from zoharness.trainer import Trainer
 
 LABEL = "FT (AdamW)"
@@ -28,16 +28,21 @@ class Params:
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)  # AdamW defaults (HF Trainer)
     adam_eps: float = 1e-8
+    # A fixed number of steps instead of epochs (MeZO's RoBERTa FT: 1K steps, Table 15); None: epochs decide.
+    steps: int | None = added_later(None)
 
     def __post_init__(self):
         require(self.lr > 0, f"fo.lr must be > 0, got {self.lr}")
         require(self.epochs >= 1, f"fo.epochs must be >= 1, got {self.epochs}")
+        require(self.steps is None or self.steps >= 1, f"fo.steps must be >= 1 (or null), got {self.steps}")
         require(self.batch_size >= 1, f"fo.batch_size must be >= 1, got {self.batch_size}")
         require(self.weight_decay >= 0, f"fo.weight_decay must be >= 0, got {self.weight_decay}")
         object.__setattr__(self, "betas", tuple(self.betas))
 
 
 def num_steps(params: Params, n_train: int, kind: str | None = None) -> int:
+    if getattr(params, "steps", None) is not None:
+        return params.steps
     return params.epochs * math.ceil(n_train / params.batch_size)
 
 

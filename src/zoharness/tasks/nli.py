@@ -8,7 +8,7 @@ Records: {premise, hypothesis, label (the class name), idx}.
 
 from __future__ import annotations
 
-from zoharness.tasks.base import Prompt, label_index, masked_prompt
+from zoharness.tasks.base import CLASSIFICATION, OfflineLayout, Prompt, Task, label_index, masked_prompt
 
 NAMES = ("entailment", "neutral", "contradiction")  # Hugging Face's ClassLabel order (snli, glue/mnli)
 WORDS = (" Yes", " Maybe", " No")
@@ -44,3 +44,23 @@ def from_hf(row: dict, i: int) -> dict | None:
         "label": NAMES[row["label"]],
         "idx": i,
     }
+
+
+def online_nli_task(
+    name: str, label: str, hf_dataset: tuple[str, str | None], hf_splits=("train", "validation")
+) -> Task:
+    """SNLI or MNLI: the same prompts and records, only online (the snapshot has neither)."""
+    return Task(
+        name=name,
+        label=label,
+        kind=CLASSIFICATION,
+        metric="accuracy",
+        render=lambda record: render_nli(name, record),
+        hf_dataset=hf_dataset,
+        id_of=lambda r: str(r["idx"]),
+        normalise_hf=from_hf,
+        offline=OfflineLayout(pools=None, reason=f"the bundled snapshot has no {label} files"),
+        rephrase_fields=("premise", "hypothesis"),
+        masked_lm=True,
+        hf_splits=hf_splits,
+    )

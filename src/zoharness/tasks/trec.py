@@ -22,18 +22,15 @@ TEMPLATE = "[MASK]: {question}"
 
 
 def read_trec(path: Path):
-    """(line number, {"question", "label", "fine", "idx"}) of a CogComp TREC file (Latin-1: TREC.train has one
+    """(line number, {"question", "label", "idx"}) of a CogComp TREC file (Latin-1: TREC.train has one
     byte above 0x7F, which LM-BFF's UTF-8 csv writes as the same character)."""
     with path.open(encoding="latin-1") as f:
         for lineno, line in enumerate(f, start=1):
             tag, _, question = line.rstrip("\n").partition(" ")
-            coarse, _, fine = tag.partition(":")
+            coarse = tag.partition(":")[0]  # the fine class (after the colon) is not used by LM-BFF or MeZO
             if coarse not in COARSE or not question:
                 raise DataError(f"{path}:{lineno}: expected 'COARSE:fine question', got {line[:60]!r}")
-            yield (
-                lineno,
-                {"question": question, "label": COARSE.index(coarse), "fine": fine, "idx": lineno - 1},
-            )
+            yield lineno, {"question": question, "label": COARSE.index(coarse), "idx": lineno - 1}
 
 
 def render(record: dict) -> Prompt:
@@ -61,7 +58,6 @@ TASK = Task(
     normalise_hf=lambda row, i: {
         "question": row["text"],
         "label": COARSE.index(_HF_COARSE[row["coarse_label"]]),
-        "fine": str(row["fine_label"]),
         "idx": i,
     },
     rephrase_fields=("question",),
