@@ -52,9 +52,9 @@ def split_cli(task, data_dir, out):
 
 
 def test_cli_unknown_task_is_one_clear_error(tmp_path):
-    out = split_cli("sst3", DATA, tmp_path / "s.json")
+    out = split_cli("sst-2", DATA, tmp_path / "s.json")
     assert out.returncode == 2
-    assert "zoharness split: error: unknown task 'sst3'. Did you mean 'sst2'?" in out.stderr
+    assert "zoharness split: error: unknown task 'sst-2'. Did you mean 'sst2'?" in out.stderr
     assert "Traceback" not in out.stderr and not (tmp_path / "s.json").exists()
 
 

@@ -27,14 +27,25 @@ DROP_RECORD = {
 }
 
 
+# SNLI and MNLI are online only: a hand-written record in their schema.
+NLI_RECORD = {
+    "premise": "A man plays a guitar on stage.",
+    "hypothesis": "A man is playing music.",
+    "label": "entailment",
+    "idx": 0,
+}
+HAND_WRITTEN = {"drop": DROP_RECORD, "snli": NLI_RECORD, "mnli": NLI_RECORD}
+
+
 def sample_record(name: str) -> dict:
-    """The first record of the task's bundled file (DROP has none offline: a hand-written one)."""
-    if name == "drop":
-        return DROP_RECORD
+    """The first record of the task's bundled file (DROP, SNLI and MNLI have none offline: hand-written ones)."""
+    from zoharness.data import read_examples
+
+    if name in HAND_WRITTEN:
+        return HAND_WRITTEN[name]
     task = get_task(name)
-    path = DATA / (task.train_file if (DATA / task.train_file).exists() else task.test_file)
-    with open(path) as f:
-        return task.flatten(json.loads(f.readline()))[0]
+    which = "train" if (DATA / task.train_file).exists() else "test"
+    return read_examples(task, DATA, which)[0].record
 
 
 @pytest.fixture(scope="module")
