@@ -7,6 +7,10 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
+# `snakemake --report` (make report): this page, then every table and figure the suite made (rules wrap
+# them in report_table / report_figure, rules/common.smk).
+report: "report/workflow.rst"
+
 # No `configfile:` directive: Snakemake would deep-merge --configfile over it, so another suite would
 # inherit the default suite's methods. config/default.yaml is used only when no suite is given.
 DEFAULT_CONFIG = "config/default.yaml"
@@ -26,6 +30,10 @@ for _method_rules in sorted(glob.glob("rules/methods/*.smk", root_dir=workflow.b
 
 include: "rules/tables.smk"
 include: "rules/figures.smk"
+
+
+onstart:
+    refuse_cuda_without_gpu()
 
 
 rule all:

@@ -4,9 +4,11 @@ import os
 import re
 import shlex
 
+from zoharness.cluster import ClusterConfigError, cluster_file, job_resources, runtime_minutes, site_resources
+from zoharness.cluster import load as load_cluster
 from zoharness.config import ConfigError, run_spec, runs, validate
 from zoharness.data import data_dir, source_files
-from zoharness.devices import can_be_cuda
+from zoharness.devices import can_be_cuda, nvidia_device_present
 from zoharness.methods import get_method
 from zoharness.tasks import get_task
 
@@ -62,6 +64,36 @@ VERDICTS_CSV = f"results/tables/claims-{NAME}.csv"
 VERDICTS_MD = f"results/tables/claims-{NAME}.md"
 VERDICTS = [VERDICTS_CSV, VERDICTS_MD]
 SPLITS_ROOT = os.path.dirname(os.path.dirname(SPLIT))  # results/<suite>/splits
+
+# `snakemake --report` (README: "The report"): a rule wraps each table and figure it writes in one of
+# these, so the report lists it under Tables or Figures with its caption (report/<tables|figures>/<kind>.rst,
+# a Jinja template) and labels: the kind, the format, the suite, and `RUN_LABELS` on a per-run file. Figures
+# are registered as PNG; the PDF beside each is the same drawing (a report lists one row per figure).
+REPORT_DIR = os.path.join(workflow.basedir, "report")
+
+
+def report_table(path, kind, **labels):
+    return _reported(path, "Tables", kind, table=kind, **labels)
+
+
+def report_figure(path, **labels):
+    """A figure's file; its kind is the file's stem (figures/<suite>/<kind>.png)."""
+    kind = os.path.basename(path).split(".")[0]
+    return path if path.endswith(".pdf") else _reported(path, "Figures", kind, figure=kind, **labels)
+
+
+def _reported(path, category, kind, **labels):
+    fmt = os.path.splitext(path)[1].lstrip(".")
+    return report(
+        path,
+        caption=f"{REPORT_DIR}/{category.lower()}/{kind}.rst",
+        category=category,
+        labels={**labels, "format": fmt, "suite": NAME},
+    )
+
+
+# The labels of a file written per run (its path has these wildcards): model, task, method (the variant), seed.
+RUN_LABELS = {"model": "{model}", "task": "{task}", "method": "{variant}", "seed": "{seed}"}
 
 
 def _alternation(values):
@@ -160,6 +192,75 @@ def uses_gpu():
     """gpu=1 whenever the job's device can resolve to CUDA (also `auto` on a GPU machine), so the
     profile's gpu=1 limit serialises those jobs."""
     return 1 if can_be_cuda(SUITE["device"]) else 0
+
+
+# Job sizes for schedulers (zoharness.cluster; the site's facts in profiles/cluster.yaml): every train job's
+# host memory, GPUs and time limit from the model's size, the dtype and the method, so the SLURM profile
+# (profiles/slurm) and the local profile's gpu limit honour the same numbers. A job that no allocation of
+# the site can hold is refused here, while the job graph is built.
+try:
+    CLUSTER = load_cluster(cluster_file(workflow.basedir))
+    TRAIN_SIZES = {
+        (model, variant): job_resources(
+            model=model,
+            method=entry["method"],
+            dtype=SUITE["dtype"],
+            device=SUITE["device"],
+            cluster=CLUSTER,
+            models=SUITE["models"],
+        )
+        for model in SUITE["models"]
+        for variant, entry in SUITE["variants"].items()
+    }
+except ClusterConfigError as e:
+    raise WorkflowError(str(e)) from None
+# The local profile's gpu total is this machine's GPUs; Snakemake grants a job at most that many, so a job
+# sized for more would fail at load (zoharness.devices.check_gpu_memory): say so now.
+_gpu_total = getattr(workflow.global_resources.get("gpu"), "value", workflow.global_resources.get("gpu"))
+_too_big = sorted(
+    {(m, v, size["gpu"]) for (m, v), size in TRAIN_SIZES.items() if _gpu_total and size["gpu"] > _gpu_total}
+)
+if _too_big and workflow.local_exec:
+    from snakemake.logging import logger
+
+    logger.warning(
+        f"{len(_too_big)} (model, variant) pair(s) need more GPUs than this workflow may use ({_gpu_total}, the "
+        f"profile's gpu resource), e.g. {_too_big[0]}; their jobs will stop at load with the estimate. Run them "
+        "through profiles/slurm or on a machine with more GPUs (sizes: profiles/cluster.yaml)"
+    )
+def refuse_cuda_without_gpu():
+    """device: cuda, jobs about to run here, and no NVIDIA GPU here: stop before any job starts (the executor
+    is known only once the workflow starts, not while the Snakefile is read; a dry run, --lint or a SLURM
+    submit host passes)."""
+    if SUITE["device"] == "cuda" and workflow.local_exec and not nvidia_device_present():
+        raise WorkflowError(
+            f"suite {NAME}: device is cuda but this machine has no NVIDIA GPU; run it where one is, submit it "
+            "through the cluster profile (snakemake --workflow-profile profiles/slurm), or set device: cpu / auto"
+        )
+
+
+def train_resources():
+    """The train rule's resources: per (model, variant) sizes, the site's partition and account."""
+
+    def size(key):
+        return lambda wildcards: TRAIN_SIZES[(wildcards.model, wildcards.variant)].get(key, 0)
+
+    return {key: size(key) for key in ("mem_mb", "gpu", "runtime", "cpus_per_gpu")} | site_resources(CLUSTER)
+
+
+def placement_args(wildcards, resources):
+    """On CUDA: the job's GPUs (as granted: Snakemake caps a job at the profile's gpu total) and the size
+    estimate the train job checks against their free memory before loading; nothing on CPU."""
+    if not resources.gpu:
+        return ""
+    estimate = TRAIN_SIZES[(wildcards.model, wildcards.variant)]["device_gb"]
+    return f"--gpus {resources.gpu} --memory-estimate-gb {estimate} "
+
+
+def light_resources(rule_name):
+    """Resources of the compute jobs besides training (masks' sensitivity, rephrasing, influence), given
+    the name of their rule: the site's partition and account and that rule's time limit."""
+    return {"runtime": runtime_minutes(rule_name, CLUSTER)} | site_resources(CLUSTER)
 
 
 # A method's extra input files (a mask, a rephrased train set) are named in its module's INPUTS. The

@@ -6,6 +6,7 @@
 # Its output is the marker written last: the data files' names follow the task's Hugging Face splits
 # (Task.hf_splits: train and validation, TREC's test, MNLI's validation_matched), see data_inputs.
 rule fetch_data:
+    localrule: True
     conda:
         CONDA_ENV
     output:
@@ -36,6 +37,7 @@ KSHOT_ARG = f"--k-shot {_KSHOT_JSON} " if "k_shot" in DATA else ""
 
 
 rule split:
+    localrule: True
     conda:
         CONDA_ENV
     input:

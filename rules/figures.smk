@@ -2,6 +2,7 @@
 
 
 rule figures:
+    localrule: True
     conda:
         CONDA_ENV
     input:
@@ -11,7 +12,7 @@ rule figures:
         claims=VERDICTS_CSV,
         details=DETAILS_CSV,
     output:
-        FIGURES,
+        [report_figure(f) for f in FIGURES],
     params:
         suite=NAME,
         out_dir=lambda w, output: os.path.dirname(output[0]),
@@ -24,13 +25,14 @@ rule figures:
 
 
 rule kshot_figure:
+    localrule: True
     conda:
         CONDA_ENV
     input:
         table=TABLE_CSV,
         reference=[REFERENCE] if SCORECARDS else [],
     output:
-        KSHOT_FIGURE,
+        [report_figure(f) for f in KSHOT_FIGURE],
     params:
         suite=NAME,
         out_dir=lambda w, output: os.path.dirname(output[0]),

@@ -43,6 +43,8 @@ if INFLUENCE:
             run_dir=lambda w, input: os.path.dirname(input.metrics),
             settings=INFLUENCE_SETTINGS,
         threads: SUITE["threads"]
+        resources:
+            **light_resources("influence_cache"),
         log:
             f"logs/influence_cache/{NAME}/{{model}}/{{task}}/{{variant}}/seed{{seed}}.log",
         benchmark:
@@ -73,6 +75,8 @@ if INFLUENCE:
             out_dir=lambda w, output: os.path.dirname(output.scores),
             settings=INFLUENCE_SETTINGS,
         threads: SUITE["threads"]
+        resources:
+            **light_resources("influence_retrieve"),
         log:
             f"logs/influence_retrieve/{NAME}/{{model}}/{{task}}/{{variant}}/seed{{seed}}/{{queries}}.log",
         benchmark:
@@ -100,6 +104,8 @@ if INFLUENCE:
             run_dir=lambda w, input: os.path.dirname(input.metrics),
             settings=INFLUENCE_SETTINGS,
         threads: SUITE["threads"]
+        resources:
+            **light_resources("influence_tokens"),
         log:
             f"logs/influence_tokens/{NAME}/{{model}}/{{task}}/{{variant}}/seed{{seed}}/{{queries}}.log",
         benchmark:
@@ -110,6 +116,7 @@ if INFLUENCE:
             "--topk {input.topk:q} --out {output:q} > {log:q} 2>&1"
 
     rule influence_table:
+        localrule: True
         conda:
             CONDA_ENV
         input:
@@ -117,9 +124,9 @@ if INFLUENCE:
             summaries=[f"{d}/summary.json" for d in INFLUENCE_RUN_OUTS],
             tokens=[f"{d}/tokens.json" for d in INFLUENCE_RUN_OUTS],
         output:
-            csv=INFLUENCE_TABLES[0],
-            md=INFLUENCE_TABLES[1],
-            figure=INFLUENCE_FIGURE,
+            csv=report_table(INFLUENCE_TABLES[0], "influence"),
+            md=report_table(INFLUENCE_TABLES[1], "influence"),
+            figure=[report_figure(f) for f in INFLUENCE_FIGURE],
         params:
             figure_dir=lambda w, output: os.path.dirname(output.figure[0]),
         log:

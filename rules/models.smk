@@ -3,6 +3,7 @@
 
 
 rule prepare_model:
+    localrule: True
     conda:
         CONDA_ENV
     output:

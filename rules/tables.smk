@@ -1,15 +1,16 @@
 
 
 rule table:
+    localrule: True
     conda:
         CONDA_ENV
     input:
         metrics=metrics_files,
     output:
-        csv=TABLE_CSV,
-        md=TABLE_MD,
-        runs=RUNS_CSV,
-        details=DETAILS_CSV,
+        csv=report_table(TABLE_CSV, "results"),
+        md=report_table(TABLE_MD, "results"),
+        runs=report_table(RUNS_CSV, "runs"),
+        details=report_table(DETAILS_CSV, "details"),
     params:
         suite=NAME,
     log:
@@ -20,14 +21,15 @@ rule table:
 
 
 rule curves:
+    localrule: True
     conda:
         CONDA_ENV
     input:
         logs=train_logs,
         metrics=metrics_files,
     output:
-        curves=CURVES_CSV,
-        checkpoints=CHECKPOINTS_CSV,
+        curves=report_table(CURVES_CSV, "curves"),
+        checkpoints=report_table(CHECKPOINTS_CSV, "checkpoints"),
     log:
         f"logs/curves/{NAME}.log",
     shell:
@@ -36,14 +38,15 @@ rule curves:
 
 
 rule scorecard:
+    localrule: True
     conda:
         CONDA_ENV
     input:
         reference=REFERENCE,
         metrics=metrics_files,
     output:
-        csv=f"results/tables/scorecard-{NAME}.csv",
-        md=f"results/tables/scorecard-{NAME}.md",
+        csv=report_table(f"results/tables/scorecard-{NAME}.csv", "scorecard"),
+        md=report_table(f"results/tables/scorecard-{NAME}.md", "scorecard"),
     params:
         suite=NAME,
     log:
@@ -56,6 +59,7 @@ rule scorecard:
 # Verdicts on the suite's `claims:`: each run's per-example test scores, re-derived from its predictions
 # and split (checked against its metrics.json), then a paired bootstrap and permutation test per claim.
 rule verdicts:
+    localrule: True
     conda:
         CONDA_ENV
     input:
@@ -65,8 +69,8 @@ rule verdicts:
         splits=run_splits,
         data=split_data_files,
     output:
-        csv=VERDICTS_CSV,
-        md=VERDICTS_MD,
+        csv=report_table(VERDICTS_CSV, "claims"),
+        md=report_table(VERDICTS_MD, "claims"),
     params:
         suite=NAME,
         claims=json.dumps(SUITE["claims"]),

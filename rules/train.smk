@@ -4,6 +4,7 @@
 
 
 rule run_config:
+    localrule: True
     conda:
         CONDA_ENV
     input:
@@ -34,13 +35,14 @@ rule train:
     params:
         out_dir=lambda w, output: os.path.dirname(output.metrics),
         method_inputs=method_input_args,
+        placement=placement_args,
     threads: SUITE["threads"]
     resources:
-        gpu=uses_gpu(),
+        **train_resources(),
     log:
         f"logs/train/{NAME}/{{model}}/{{task}}/{{variant}}/seed{{seed}}.log",
     benchmark:
         f"benchmarks/train/{NAME}/{{model}}/{{task}}/{{variant}}/seed{{seed}}.tsv"
     shell:
         "python -m zoharness train --run-config {input.run_config:q} --split {input.split:q} "
-        "--model-ref {input.model_ref:q} --out-dir {params.out_dir:q} --threads {threads} {params.method_inputs} > {log:q} 2>&1"
+        "--model-ref {input.model_ref:q} --out-dir {params.out_dir:q} --threads {threads} {params.placement}{params.method_inputs} > {log:q} 2>&1"

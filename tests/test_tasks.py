@@ -356,13 +356,16 @@ HF_ROWS = {  # one HF-schema row per task, built from the snapshot record it mus
     "sst2": lambda r: dict(r),
     # SetFit/sst5: text, label 0-4, label_text; the row number is the idx.
     "sst5": lambda r: {"text": r["sentence"], "label": r["label"], "label_text": "?"},
-    # CogComp/trec: text, coarse_label (ClassLabel ABBR, ENTY, DESC, HUM, LOC, NUM), fine_label (ClassLabel).
+    # SetFit/TREC-QC (its prepare.py): text, label/label_text/label_original (fine class), label_coarse,
+    # label_coarse_text, label_coarse_original (the coarse class name, which the normaliser reads).
     "trec": lambda r: {
         "text": r["question"],
-        "coarse_label": ["ABBR", "ENTY", "DESC", "HUM", "LOC", "NUM"].index(
-            ["DESC", "ENTY", "ABBR", "HUM", "LOC", "NUM"][r["label"]]
-        ),
-        "fine_label": 0,
+        "label": 0,
+        "label_text": "?",
+        "label_original": "?",
+        "label_coarse": 0,
+        "label_coarse_text": "?",
+        "label_coarse_original": ["DESC", "ENTY", "ABBR", "HUM", "LOC", "NUM"][r["label"]],
     },
 }
 MISSING_IN_HF = {"wic": {"version"}}  # snapshot fields the HF rows lack
@@ -384,7 +387,8 @@ def test_online_rows_normalise_to_the_snapshot_schema(name):
 
 
 def test_trec_online_row_is_the_snapshot_record():
-    # CogComp/trec ClassLabels: coarse_label 0 ABBR (LM-BFF's id 2); fine_label 1 ABBR:exp (not kept)
+    # A script-free copy of CogComp/trec (data.hf_datasets): ClassLabels coarse_label 0 ABBR (LM-BFF's id 2);
+    # fine_label 1 ABBR:exp (not kept)
     trec = get_task("trec")
     record = next(ex.record for ex in read_examples(trec, DATA, "test") if ex.record["label"] == 2)
     row = {"text": record["question"], "coarse_label": 0, "fine_label": 1}
@@ -549,14 +553,14 @@ def test_fetch_online_writes_the_offline_schema_and_splits_from_it(tmp_path, mon
     from zoharness.data import fetch_online
 
     info = fetch_online("rte", tmp_path)
-    assert calls == [("super_glue", "rte", "train"), ("super_glue", "rte", "validation")]
+    assert calls == [("aps/super_glue", "rte", "train"), ("aps/super_glue", "rte", "validation")]
     assert info["files"]["rte/train.jsonl"]["rows"] == 30
     first = json.loads((tmp_path / "rte" / "train.jsonl").read_text().splitlines()[1])
     assert first == {"premise": "p1", "hypothesis": "h", "label": "not_entailment", "idx": 1}
     m = make_split("rte", tmp_path, seed=0, num_train=10, num_dev=5, num_test=4, source="online")
     assert m["source"] == "online" and m["n"] == {"train": 10, "dev": 5, "test": 4, "train_pool": 30}
-    fetch_online("rte", tmp_path, hf_dataset="aps/super_glue:rte")
-    assert calls[-1] == ("aps/super_glue", "rte", "validation")
+    fetch_online("rte", tmp_path, hf_dataset="my-org/super_glue-copy:rte")
+    assert calls[-1] == ("my-org/super_glue-copy", "rte", "validation")
 
 
 @pytest.mark.parametrize("name", ["snli", "mnli"])
@@ -599,7 +603,7 @@ def test_fetch_online_failure_names_the_dataset_and_the_override(tmp_path, monke
 
     with pytest.raises(
         DataUnavailableError,
-        match=r"task drop: could not load Hugging Face dataset 'drop'.*data.hf_datasets.drop",
+        match=r"task drop: could not load Hugging Face dataset 'ucinlp/drop'.*data.hf_datasets.drop",
     ):
         fetch_online("drop", tmp_path)
     assert not (tmp_path / "drop" / "train.jsonl").exists()  # nothing half-written

@@ -34,6 +34,8 @@ rule rephrase:
         settings=lambda w: json.dumps(_rephrase.resolve(w.rewriter, SUITE["rewriters"]), sort_keys=True),
         data_dir=DATA_DIR,
     threads: SUITE["threads"]
+    resources:
+        **light_resources("rephrase"),
     log:
         "logs/rephrase/{rewriter}/{task}/seed{seed}.log",
     benchmark:
@@ -61,13 +63,14 @@ if REWRITERS:
 
 
 rule rephrase_table:
+    localrule: True
     conda:
         CONDA_ENV
     input:
         stats=REPHRASE_STATS,
     output:
-        csv=REPHRASE_TABLES[0],
-        md=REPHRASE_TABLES[1],
+        csv=report_table(REPHRASE_TABLES[0], "rephrase"),
+        md=report_table(REPHRASE_TABLES[1], "rephrase"),
     log:
         f"logs/rephrase_table/{NAME}.log",
     shell:
@@ -75,6 +78,7 @@ rule rephrase_table:
 
 
 rule rephrase_figure:
+    localrule: True
     conda:
         CONDA_ENV
     input:
@@ -82,7 +86,7 @@ rule rephrase_figure:
         curves=CURVES_CSV,
         table=REPHRASE_TABLES[0],
     output:
-        REPHRASE_FIGURE,
+        [report_figure(f) for f in REPHRASE_FIGURE],
     params:
         suite=NAME,
         out_dir=lambda w, output: os.path.dirname(output[0]),
@@ -120,6 +124,7 @@ if INFLUENCE:
     ]
 
     rule rephrase_influence:
+        localrule: True
         conda:
             CONDA_ENV
         input:
@@ -129,8 +134,8 @@ if INFLUENCE:
                 INFLUENCE_SCORES.format(**{**w, "variant": v}, queries=INFLUENCE["queries"]) for v in _BASELINES[:1]
             ],
         output:
-            csv=f"{REPHRASE_INFLUENCE}.csv",
-            md=f"{REPHRASE_INFLUENCE}.md",
+            csv=report_table(f"{REPHRASE_INFLUENCE}.csv", "rephrase-influence", **RUN_LABELS),
+            md=report_table(f"{REPHRASE_INFLUENCE}.md", "rephrase-influence", **RUN_LABELS),
         wildcard_constraints:
             variant=_alternation(REPHRASE_VARIANTS or ["-"]),
         params:

@@ -40,6 +40,7 @@ rule sensitivity:
     threads: SUITE["threads"]
     resources:
         gpu=uses_gpu(),
+        **light_resources("sensitivity"),
     log:
         "logs/sensitivity/{model}/{corpus}.log",
     benchmark:
@@ -50,6 +51,7 @@ rule sensitivity:
 
 
 rule mask:
+    localrule: True
     conda:
         CONDA_ENV
     input:
@@ -82,6 +84,7 @@ if MASK_VARIANTS:
 
 
 rule mask_table:
+    localrule: True
     conda:
         CONDA_ENV
     input:
@@ -93,8 +96,8 @@ rule mask_table:
             }
         ),
     output:
-        csv=MASK_TABLES[0],
-        md=MASK_TABLES[1],
+        csv=report_table(MASK_TABLES[0], "masks"),
+        md=report_table(MASK_TABLES[1], "masks"),
     log:
         f"logs/mask_table/{NAME}.log",
     shell:
@@ -102,12 +105,13 @@ rule mask_table:
 
 
 rule sparse_figures:
+    localrule: True
     conda:
         CONDA_ENV
     input:
         details=DETAILS_CSV,
     output:
-        SPARSE_FIGURES,
+        [report_figure(f) for f in SPARSE_FIGURES],
     params:
         suite=NAME,
         out_dir=lambda w, output: os.path.dirname(output[0]),

@@ -90,7 +90,14 @@ def _cmd_train(args) -> int:
             raise DataError(f"--input {item!r}: expected NAME=PATH")
         inputs[name] = path
     metrics = train(
-        args.run_config, args.split, args.model_ref, args.out_dir, threads=args.threads, inputs=inputs
+        args.run_config,
+        args.split,
+        args.model_ref,
+        args.out_dir,
+        threads=args.threads,
+        inputs=inputs,
+        gpus=args.gpus,
+        memory_estimate_gb=args.memory_estimate_gb,
     )
     keys = ("metric", "dev_score", "test_score", "steps", "train_time_s", "step_latency_median_s")
     print(json.dumps({k: metrics[k] for k in keys}))
@@ -274,6 +281,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out-dir", required=True)
     s.add_argument("--threads", type=int, default=None)
     s.add_argument("--input", action="append", default=[], help="NAME=PATH, a method's extra input file")
+    s.add_argument(
+        "--gpus", type=int, default=1, help="the job's GPUs on CUDA (more than one: the model is spread)"
+    )
+    s.add_argument(
+        "--memory-estimate-gb",
+        type=float,
+        default=None,
+        help="the scheduler's device-memory estimate (zoharness.cluster), checked before loading on CUDA",
+    )
     s.set_defaults(fn=_cmd_train)
 
     s = sub.add_parser("table", help="build result tables from metrics.json files")

@@ -405,7 +405,7 @@ def load_split(manifest: dict, data_dir: str | Path, manifest_path: str = "split
 
 
 def fetch_online(task_name: str, out_dir: str | Path, hf_dataset: str | None = None) -> dict:
-    """Download the task's HF dataset (MeZO's names; `hf_dataset` "path[:config]" overrides) and write its
+    """Download the task's HF dataset (Task.hf_dataset; `hf_dataset` "path[:config]" overrides) and write its
     train and test pools (Task.hf_splits: train and validation unless the task says otherwise) as
     <out_dir>/<task>/<split>.jsonl in the offline record schema, plus source.json."""
     task = get_task(task_name)

@@ -280,8 +280,10 @@ def load_tokenizer(model_ref_path: str | Path):
     return tokenizer
 
 
-def load(model_ref_path: str | Path, dtype: str = "float32", device: str = "cpu"):
-    """Load (model, tokenizer) from a prepared model_ref.json, in eval mode (dropout off, as MeZO)."""
+def load(model_ref_path: str | Path, dtype: str = "float32", device: str = "cpu", spread: dict | None = None):
+    """Load (model, tokenizer) from a prepared model_ref.json, in eval mode (dropout off, as MeZO). `spread`:
+    from_pretrained's device_map arguments (zoharness.devices.spread_device_map) for a model placed over
+    several GPUs; the model is then not moved to `device`."""
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
 
@@ -292,7 +294,7 @@ def load(model_ref_path: str | Path, dtype: str = "float32", device: str = "cpu"
     if "hf_id" in ref:
         kwargs = {"revision": ref["revision"]}
         try:
-            model = auto.from_pretrained(ref["hf_id"], dtype=torch_dtype, **kwargs)
+            model = auto.from_pretrained(ref["hf_id"], dtype=torch_dtype, **kwargs, **(spread or {}))
         except OSError as e:
             offline = os.environ.get("HF_HUB_OFFLINE") == "1"
             raise ModelUnavailableError(
@@ -301,8 +303,11 @@ def load(model_ref_path: str | Path, dtype: str = "float32", device: str = "cpu"
                 "Hugging Face hub or a local copy in HF_HOME; offline, use the embedded model smollm2-135m."
             ) from None
     else:
-        model = auto.from_pretrained(_weights_folder(model_ref_path, ref), dtype=torch_dtype)
+        model = auto.from_pretrained(
+            _weights_folder(model_ref_path, ref), dtype=torch_dtype, **(spread or {})
+        )
     tokenizer = load_tokenizer(model_ref_path)
-    model.to(device)
+    if spread is None:
+        model.to(device)
     model.eval()
     return model, tokenizer

@@ -38,7 +38,7 @@ from tqdm import tqdm
 from zoharness import generation, models, scoring
 from zoharness.checkpoints import best_checkpoint, checkpoint_steps, curve_from_records
 from zoharness.data import Split, data_dir, load_split
-from zoharness.devices import pick_device
+from zoharness.devices import check_gpu_memory, check_no_offload, pick_device, spread_device_map
 from zoharness.io import (
     DataError,
     check_artifact_format,
@@ -163,6 +163,8 @@ class Run:
     # MeZO's checkpoint protocol (zoharness.checkpoints): a method that cannot replay keeps the weights of
     # its best dev checkpoint so far, (steps done, state dict); None until one is taken
     best_weights: tuple[int, dict] | None = None
+    # from_pretrained's device_map arguments when the model is spread over several GPUs (None: one device)
+    spread: dict | None = None
 
     @property
     def checkpoint_steps(self) -> list[int]:
@@ -194,9 +196,13 @@ def train(
     threads: int | None = None,
     stop_after: int | None = None,
     inputs: dict[str, str] | None = None,
+    gpus: int = 1,
+    memory_estimate_gb: float | None = None,
 ) -> dict | None:
     """Run (or resume) one run. stop_after=k returns after step k without finishing (simulates a kill).
-    `inputs` are the method's extra files (its INPUTS: a mask, a rephrased train set), name -> path."""
+    `inputs` are the method's extra files (its INPUTS: a mask, a rephrased train set), name -> path.
+    On CUDA, `gpus` is the job's GPU count (more than one: the model is spread over them) and
+    `memory_estimate_gb` the scheduler's estimate, checked against the GPUs' free memory before loading."""
     wall_start = time.perf_counter()
     cfg = check_artifact_format(read_json(run_config_path), run_config_path)
     out_dir = Path(out_dir)
@@ -207,7 +213,18 @@ def train(
         )
     lock = lock_run(out_dir)  # before anything is loaded or written: a second trainer fails at once
     try:
-        run = prepare(cfg, run_config_path, split_path, model_ref_path, out_dir, threads, inputs, wall_start)
+        run = prepare(
+            cfg,
+            run_config_path,
+            split_path,
+            model_ref_path,
+            out_dir,
+            threads,
+            inputs,
+            wall_start,
+            gpus,
+            memory_estimate_gb,
+        )
         resume(run)
         if not loop(run, stop_after):
             return None  # stopped early on request: the in-progress log is the run's state
@@ -217,7 +234,18 @@ def train(
         unlock_run(out_dir, lock)
 
 
-def prepare(cfg, run_config_path, split_path, model_ref_path, out_dir, threads, inputs, wall_start) -> Run:
+def prepare(
+    cfg,
+    run_config_path,
+    split_path,
+    model_ref_path,
+    out_dir,
+    threads,
+    inputs,
+    wall_start,
+    gpus=1,
+    memory_estimate_gb=None,
+) -> Run:
     """Device, method, inputs, task, split, model, train set and the method's trainer."""
     if threads:
         torch.set_num_threads(threads)
@@ -231,7 +259,16 @@ def prepare(cfg, run_config_path, split_path, model_ref_path, out_dir, threads, 
     inputs = _method_inputs(hooks.inputs, cfg["method"], inputs or {})
     task = get_task(cfg["task"])
     split = load_split(read_json(split_path), data_dir(cfg["data"]), str(split_path))
-    model, tokenizer = models.load(model_ref_path, cfg["precision"]["weights"], device)
+    spread = None
+    if device.type == "cuda":
+        check_gpu_memory(gpus, memory_estimate_gb, f"model {cfg['model']} with method {cfg['method']}")
+        if gpus > 1:
+            # Layers spread over the GPUs (MeZO's device_map='auto'); each weight keeps its seeded noise
+            # wherever it lives (zoharness.philox: z is a function of the tensor's seed and index only).
+            spread = spread_device_map(gpus)
+    model, tokenizer = models.load(model_ref_path, cfg["precision"]["weights"], device, spread)
+    if spread is not None:
+        check_no_offload(model)
     total = module.num_steps(params, len(split.train), task.kind)
     # A method may train on other examples than the split's (rephrased ones); evaluation never changes.
     train_examples = hooks.train_examples(params, task, split.train, **inputs)
@@ -262,6 +299,7 @@ def prepare(cfg, run_config_path, split_path, model_ref_path, out_dir, threads, 
         train_set=train_set,
         trainer=trainer,
         pack=pack,
+        spread=spread,
     )
 
 
@@ -439,7 +477,7 @@ def _rewind(run: Run, steps_done: int) -> None:
     if run.trainer.can_replay:
         run.model = run.trainer = None  # let the trained weights go before the base is loaded again
         gc.collect()
-        model, _ = models.load(run.model_ref_path, run.cfg["precision"]["weights"], run.device)
+        model, _ = models.load(run.model_ref_path, run.cfg["precision"]["weights"], run.device, run.spread)
         trainer = as_trainer(
             run.module.build(model, run.params, run.cfg["seed"], **run.inputs), model, run.cfg["method"]
         )

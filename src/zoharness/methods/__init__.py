@@ -30,6 +30,8 @@ Optional (method_hooks() below fills the defaults of the first three):
   COMPARE_WITH  the method id its own figures draw as the baseline (named via the imported module)
   CAUSAL_ONLY  a sentence saying why the method runs on causal LMs only (ICL's demonstrations); a suite
            pairing it with a masked LM fails at parse time with it (zoharness.config)
+  MEMORY_FACTOR  peak device memory of a run as a multiple of its weights, for scheduler sizing
+           (zoharness.cluster: GPUs and memory a job asks for); default 1, a forward-only method
   SEED_INDEPENDENT  True when a run's test predictions do not depend on its seed (zero-shot on the
            fixed test sample): one seed then carries no hidden seed-to-seed spread, and a claim
            against it can be decided at n=1 (zoharness.claims); default False

@@ -17,6 +17,9 @@ from zoharness.trainer import Trainer
 
 LABEL = "FT (AdamW)"
 VERSION = 2  # 2: fused AdamW
+# Scheduler sizing (zoharness.cluster): peak device memory / weights. MeZO Table 22 (OPT, float16): FT with Adam
+# needs about 10x the weights (27 GB for 1.3B, 55 GB for 2.7B; MeZO 4 and 7 GB).
+MEMORY_FACTOR = 10
 SMOKE_PARAMS = {"lr": 1e-3, "batch_size": 4, "epochs": 1}
 
 

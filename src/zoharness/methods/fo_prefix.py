@@ -12,6 +12,8 @@ from zoharness.methods import fo, mezo_prefix
 
 LABEL = "FT (prefix)"
 VERSION = 1
+# Scheduler sizing (zoharness.cluster): the frozen weights and the activations kept for backward (an estimate)
+MEMORY_FACTOR = 2
 SMOKE_PARAMS = {**fo.SMOKE_PARAMS, "lr": 1e-2}
 num_steps = fo.num_steps
 

@@ -10,6 +10,9 @@ from zoharness.methods import fo, require
 
 LABEL = "FT (SGD)"
 VERSION = 1
+# Scheduler sizing (zoharness.cluster): weights, their gradients and the activations kept for backward (an
+# estimate: no optimizer state, unlike fo's 10x)
+MEMORY_FACTOR = 3
 SMOKE_PARAMS = {"lr": 1e-2, "batch_size": 4, "epochs": 1}
 num_steps = fo.num_steps
 

@@ -12,6 +12,8 @@ from zoharness.methods import mezo, require
 
 LABEL = "Forward-Grad"
 VERSION = 1
+# Scheduler sizing (zoharness.cluster): the weights and a tangent of the same size (torch.func.jvp)
+MEMORY_FACTOR = 2
 SMOKE_PARAMS = mezo.SMOKE_PARAMS
 num_steps = mezo.num_steps
 check_variant = mezo.check_variant  # the objective fits the suite's tasks

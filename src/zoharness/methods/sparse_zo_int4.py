@@ -22,6 +22,9 @@ from zoharness.trainer import Trainer
 
 LABEL = "sparse-ZO-int4"
 VERSION = 1
+# Scheduler sizing (zoharness.cluster): a 4-bit base (a quarter of float16 weights) plus the sparse float deltas
+# and the mask (SensZOQ: < 8 GiB for Llama-2-7B)
+MEMORY_FACTOR = 0.35
 CAUSAL_ONLY = "SensZOQ's sensitivity mask and 4-bit base follow its causal-LM recipe"
 # Files the run needs besides the model and split (the train rule passes them as --input NAME=PATH).
 INPUTS = ("mask",)

@@ -17,6 +17,8 @@ from zoharness.methods import mezo, require
 
 LABEL = "ZO-Adam"
 VERSION = 1
+# Scheduler sizing (zoharness.cluster): the weights and Adam's two moments (float32)
+MEMORY_FACTOR = 3
 SMOKE_PARAMS = {**mezo.SMOKE_PARAMS, "lr": 1e-4}
 num_steps = mezo.num_steps
 check_variant = mezo.check_variant  # the objective fits the suite's tasks

@@ -14,6 +14,8 @@ from zoharness.methods import mezo, require
 
 LABEL = "ZO-SGD-MMT"
 VERSION = 2  # 2: MeZO's Philox noise (mezo.VERSION 2)
+# Scheduler sizing (zoharness.cluster): the weights and the momentum buffer
+MEMORY_FACTOR = 2
 SMOKE_PARAMS = mezo.SMOKE_PARAMS
 num_steps = mezo.num_steps
 check_variant = mezo.check_variant  # the objective fits the suite's tasks

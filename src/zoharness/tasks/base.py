@@ -106,7 +106,9 @@ class Task:
     kind: str  # one of KINDS
     metric: str  # "accuracy" | "f1"
     render: Callable[[dict], Prompt]
-    hf_dataset: tuple[str, str | None]  # (path, config) of the Hugging Face dataset MeZO loads
+    # (path, config) of a hub copy of the dataset MeZO loads that current `datasets` reads without a loading
+    # script (parquet or json; the source is cited next to each id and in docs/data.md)
+    hf_dataset: tuple[str, str | None]
     id_of: Callable[[dict], str]  # a flattened record's id
     normalise_hf: Callable[[dict], dict] | None = None  # HF row -> the offline record schema
     flatten: Callable[[dict], list[dict]] = lambda line: [line]
@@ -188,7 +190,7 @@ def label_index(value, mapping: dict, where: str) -> int:
 
 
 def premise_hypothesis_from_hf(row: dict, label_names: tuple[str, ...]) -> dict:
-    """An HF super_glue RTE/CB row (ClassLabel int) as the SuperGLUE jsonl record (label by name)."""
+    """An HF aps/super_glue RTE/CB row (ClassLabel int) as the SuperGLUE jsonl record (label by name)."""
     return {
         "premise": row["premise"],
         "hypothesis": row["hypothesis"],

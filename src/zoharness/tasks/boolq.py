@@ -21,7 +21,7 @@ def render(record: dict) -> Prompt:
 
 
 def normalise_hf(row: dict, i: int) -> dict:
-    # HF `boolq` (google/boolq) has question/answer/passage and no index: the row number is the id.
+    # google/boolq has question, answer (bool), passage and no index: the row number is the id.
     return {"question": row["question"], "passage": row["passage"], "label": bool(row["answer"]), "idx": i}
 
 
@@ -31,7 +31,8 @@ TASK = Task(
     kind=CLASSIFICATION,
     metric="accuracy",
     render=render,
-    hf_dataset=("boolq", None),
+    # MeZO's `boolq`; parquet, no script (its PR #2): https://huggingface.co/datasets/google/boolq
+    hf_dataset=("google/boolq", None),
     id_of=lambda r: str(r["idx"]),
     normalise_hf=normalise_hf,
     offline=OfflineLayout(

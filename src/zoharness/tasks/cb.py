@@ -23,7 +23,8 @@ TASK = Task(
     kind=CLASSIFICATION,
     metric="accuracy",
     render=render,
-    hf_dataset=("super_glue", "cb"),
+    # parquet, no script (its PR #16): https://huggingface.co/datasets/aps/super_glue (docs/data.md)
+    hf_dataset=("aps/super_glue", "cb"),
     id_of=lambda r: str(r["idx"]),
     normalise_hf=lambda row, i: premise_hypothesis_from_hf(row, _HF_NAMES),
     num_dev=100,

@@ -33,7 +33,8 @@ TASK = Task(
     kind=MULTIPLE_CHOICE,
     metric="accuracy",
     render=render,
-    hf_dataset=("super_glue", "copa"),
+    # parquet, no script (its PR #16): https://huggingface.co/datasets/aps/super_glue (docs/data.md)
+    hf_dataset=("aps/super_glue", "copa"),
     id_of=lambda r: str(r["idx"]),
     normalise_hf=lambda row, i: {
         k: row[k] for k in ("premise", "choice1", "choice2", "question", "label", "idx")

@@ -1,7 +1,7 @@
 """DROP, generation: 'Passage: <passage>\\nQuestion: <question>\\nAnswer:' -> greedy answer; SQuAD-style
 F1 against every reference span list entry, as MeZO (not DROP's official numeracy-aware metric).
 
-Not in the offline snapshot: DROP needs the online source (HF `drop`)."""
+Not in the offline snapshot: DROP needs the online source (HF `ucinlp/drop`)."""
 
 from zoharness.io import DataError
 from zoharness.tasks.base import GENERATION, OfflineLayout, Prompt, Task
@@ -20,6 +20,7 @@ def render(record: dict) -> Prompt:
 
 
 def normalise_hf(row: dict, i: int) -> dict:
+    # ucinlp/drop: section_id, query_id, passage, question, answers_spans {spans: [...], types: [...]}.
     return {
         "id": row["query_id"],
         "passage": row["passage"],
@@ -34,7 +35,8 @@ TASK = Task(
     kind=GENERATION,
     metric="f1",
     render=render,
-    hf_dataset=("drop", None),
+    # MeZO's `drop`; parquet, no script (its PR #2): https://huggingface.co/datasets/ucinlp/drop
+    hf_dataset=("ucinlp/drop", None),
     id_of=lambda r: str(r["id"]),
     normalise_hf=normalise_hf,
     offline=OfflineLayout(pools=None, reason="DROP is not in the bundled snapshot"),

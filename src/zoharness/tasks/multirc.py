@@ -47,7 +47,8 @@ TASK = Task(
     kind=CLASSIFICATION,
     metric="accuracy",
     render=render,
-    hf_dataset=("super_glue", "multirc"),
+    # parquet, no script (its PR #16): https://huggingface.co/datasets/aps/super_glue (docs/data.md)
+    hf_dataset=("aps/super_glue", "multirc"),
     id_of=_id,
     normalise_hf=lambda row, i: {k: row[k] for k in ("paragraph", "question", "answer", "idx", "label")},
     flatten=flatten,

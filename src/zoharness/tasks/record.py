@@ -3,7 +3,7 @@ context '<passage>\\n' (with '@highlight\\n' written as '- '), candidates: the q
 replaced by each entity of the passage; correct: every entity among the answers.
 
 Offline: the bundled snapshot has 64 train queries (FewGLUE) and no validation split, so ReCoRD needs
-the online source (HF `super_glue/record`).
+the online source (HF `aps/super_glue`, config `record`).
 """
 
 from zoharness.io import DataError
@@ -51,8 +51,10 @@ TASK = Task(
     kind=MULTIPLE_CHOICE,
     metric="accuracy",
     render=render,
-    hf_dataset=("super_glue", "record"),
+    # parquet, no script (its PR #16): https://huggingface.co/datasets/aps/super_glue (docs/data.md)
+    hf_dataset=("aps/super_glue", "record"),
     id_of=lambda r: f"{r['idx']['passage']}-{r['idx']['query']}",
+    # The parquet rows also hold `entity_spans` ({text, start, end} lists), which the records do not keep.
     normalise_hf=lambda row, i: {k: row[k] for k in ("passage", "query", "entities", "answers", "idx")},
     flatten=flatten,
     offline=OfflineLayout(

@@ -33,7 +33,8 @@ TASK = Task(
     kind=CLASSIFICATION,
     metric="accuracy",
     render=render,
-    hf_dataset=("super_glue", "rte"),
+    # parquet, no script (its PR #16): https://huggingface.co/datasets/aps/super_glue (docs/data.md)
+    hf_dataset=("aps/super_glue", "rte"),
     id_of=lambda r: str(r["idx"]),
     normalise_hf=lambda row, i: premise_hypothesis_from_hf(row, _HF_NAMES),
     rephrase_fields=("premise", "hypothesis"),

@@ -3,4 +3,5 @@ snapshot has no copy; LM-BFF tests on the validation split (9,842 rows with a go
 
 from zoharness.tasks.nli import online_nli_task
 
-TASK = online_nli_task("snli", "SNLI", ("stanfordnlp/snli", None))
+# parquet, no script (its PR #6; label -1 = no gold label): https://huggingface.co/datasets/stanfordnlp/snli
+TASK = online_nli_task("snli", "SNLI", ("stanfordnlp/snli", "plain_text"))

@@ -29,7 +29,7 @@ def render(record: dict) -> Prompt:
 
 
 def normalise_hf(row: dict, i: int) -> dict:
-    # HF `squad` stores answers as {"text": [...], "answer_start": [...]}; the bundled file keeps the
+    # rajpurkar/squad stores answers as {"text": [...], "answer_start": [...]}; the bundled file keeps the
     # official list of {"answer_start", "text"}.
     a = row["answers"]
     return {
@@ -49,7 +49,8 @@ TASK = Task(
     kind=GENERATION,
     metric="f1",
     render=render,
-    hf_dataset=("squad", None),
+    # MeZO's `squad`; parquet, no script (one config): https://huggingface.co/datasets/rajpurkar/squad
+    hf_dataset=("rajpurkar/squad", "plain_text"),
     id_of=lambda r: str(r["id"]),
     normalise_hf=normalise_hf,
     offline=OfflineLayout(

@@ -26,7 +26,8 @@ TASK = Task(
     kind=CLASSIFICATION,
     metric="accuracy",
     render=render,
-    hf_dataset=("glue", "sst2"),
+    # parquet, no script (its PR #16; sentence, label, idx): https://huggingface.co/datasets/nyu-mll/glue
+    hf_dataset=("nyu-mll/glue", "sst2"),
     id_of=lambda r: str(r["idx"]),
     normalise_hf=lambda row, i: {"sentence": row["sentence"], "label": row["label"], "idx": row["idx"]},
     rephrase_fields=("sentence",),

@@ -47,7 +47,8 @@ TASK = Task(
     kind=CLASSIFICATION,
     metric="accuracy",
     render=render,
-    # SetFit/sst5 (parquet: text, label 0-4, label_text) holds the same 8,544 / 1,101 / 2,210 sentences.
+    # SetFit/sst5 (json, no script: train/dev/test.jsonl with text, label 0-4, label_text) holds the same
+    # 8,544 / 1,101 / 2,210 sentences: https://huggingface.co/datasets/SetFit/sst5
     hf_dataset=("SetFit/sst5", None),
     id_of=lambda r: str(r["idx"]),
     normalise_hf=lambda row, i: {"sentence": row["text"], "label": row["label"], "idx": i},

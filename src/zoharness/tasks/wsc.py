@@ -50,7 +50,8 @@ TASK = Task(
     kind=CLASSIFICATION,
     metric="accuracy",
     render=render,
-    hf_dataset=("super_glue", "wsc.fixed"),
+    # parquet, no script (its PR #16): https://huggingface.co/datasets/aps/super_glue (docs/data.md)
+    hf_dataset=("aps/super_glue", "wsc.fixed"),
     id_of=lambda r: str(r["idx"]),
     normalise_hf=normalise_hf,
     rephrase_fields=("text",),
