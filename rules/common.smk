@@ -257,6 +257,14 @@ def placement_args(wildcards, resources):
     return f"--gpus {resources.gpu} --memory-estimate-gb {estimate} "
 
 
+def launcher(wildcards, resources):
+    """How the train job starts: torchrun with one process per GPU for a SHARDABLE method given several GPUs
+    (full fine-tuning with FSDP, zoharness.distributed), else one Python process."""
+    if resources.gpu > 1 and getattr(method_module(wildcards.variant), "SHARDABLE", False):
+        return f"torchrun --standalone --nproc_per_node {resources.gpu}"
+    return "python"
+
+
 def light_resources(rule_name):
     """Resources of the compute jobs besides training (masks' sensitivity, rephrasing, influence), given
     the name of their rule: the site's partition and account and that rule's time limit."""

@@ -36,6 +36,7 @@ rule train:
         out_dir=lambda w, output: os.path.dirname(output.metrics),
         method_inputs=method_input_args,
         placement=placement_args,
+        launcher=launcher,
     threads: SUITE["threads"]
     resources:
         **train_resources(),
@@ -44,5 +45,5 @@ rule train:
     benchmark:
         f"benchmarks/train/{NAME}/{{model}}/{{task}}/{{variant}}/seed{{seed}}.tsv"
     shell:
-        "python -m zoharness train --run-config {input.run_config:q} --split {input.split:q} "
+        "{params.launcher} -m zoharness train --run-config {input.run_config:q} --split {input.split:q} "
         "--model-ref {input.model_ref:q} --out-dir {params.out_dir:q} --threads {threads} {params.placement}{params.method_inputs} > {log:q} 2>&1"

@@ -148,6 +148,9 @@ def test_a_gpu_suites_train_jobs_ask_for_their_gpus_and_pass_them_on(workdir, si
         assert all(
             f"gpu={gpus}," in j and f"--gpus {gpus} --memory-estimate-gb {estimate} " in j for j in jobs_of
         )
+    # FT over 4 GPUs: FSDP, one process per GPU (zoharness.distributed); MeZO: one process
+    assert all("Shell command: torchrun --standalone --nproc_per_node 4 -m zoharness train" in j for j in ft)
+    assert all("Shell command: python -m zoharness train" in j for j in mezo)
 
 
 def test_the_workstation_profile_warns_of_jobs_larger_than_its_gpus(workdir):

@@ -25,6 +25,7 @@ import json
 import math
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +36,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from zoharness import generation, models, scoring
+from zoharness import distributed, generation, models, scoring
 from zoharness.checkpoints import best_checkpoint, checkpoint_steps, curve_from_records
 from zoharness.data import Split, data_dir, load_split
 from zoharness.devices import check_gpu_memory, check_no_offload, pick_device, spread_device_map
@@ -211,6 +212,11 @@ def train(
             f"{split_path}: split manifest differs from the one {run_config_path} was made for; "
             "rerun the workflow so run_config.json is rewritten"
         )
+    # Under torchrun (FSDP, zoharness.distributed) every process runs the whole run; only process 0 writes
+    # the run's folder, the others a scratch folder removed at the end.
+    rank, _ = distributed.world()
+    scratch = Path(tempfile.mkdtemp(prefix=f"zoharness-rank{rank}-")) if rank > 0 else None
+    out_dir = scratch or out_dir
     lock = lock_run(out_dir)  # before anything is loaded or written: a second trainer fails at once
     try:
         run = prepare(
@@ -232,6 +238,9 @@ def train(
         return write(run, results, checkpoints, eval_s)
     finally:
         unlock_run(out_dir, lock)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+        distributed.finish()
 
 
 def prepare(
@@ -262,11 +271,17 @@ def prepare(
     spread = None
     if device.type == "cuda":
         check_gpu_memory(gpus, memory_estimate_gb, f"model {cfg['model']} with method {cfg['method']}")
-        if gpus > 1:
-            # Layers spread over the GPUs (MeZO's device_map='auto'); each weight keeps its seeded noise
-            # wherever it lives (zoharness.philox: z is a function of the tensor's seed and index only).
-            spread = spread_device_map(gpus)
-    model, tokenizer = models.load(model_ref_path, cfg["precision"]["weights"], device, spread)
+    if distributed.launched():  # FSDP: one process per GPU, started by torchrun (the train rule)
+        device = _fsdp_device(module, params, cfg, device)
+    elif device.type == "cuda" and gpus > 1:
+        # Layers spread over the GPUs (MeZO's device_map='auto'); each weight keeps its seeded noise
+        # wherever it lives (zoharness.philox: z is a function of the tensor's seed and index only).
+        spread = spread_device_map(gpus)
+    if distributed.launched():  # loaded on the host, then sharded onto the devices
+        model, tokenizer = models.load(model_ref_path, cfg["precision"]["weights"], "cpu")
+        distributed.shard(model, device)
+    else:
+        model, tokenizer = models.load(model_ref_path, cfg["precision"]["weights"], device, spread)
     if spread is not None:
         check_no_offload(model)
     total = module.num_steps(params, len(split.train), task.kind)
@@ -301,6 +316,22 @@ def prepare(
         pack=pack,
         spread=spread,
     )
+
+
+def _fsdp_device(module, params, cfg, device) -> torch.device:
+    """This process's device under torchrun, after checking that the method and its batch can be sharded."""
+    _, n = distributed.world()
+    if not getattr(module, "SHARDABLE", False):
+        raise ValueError(
+            f"method {cfg['method']} runs on one process (it is not SHARDABLE: only full fine-tuning is "
+            f"sharded with FSDP), but {n} were started"
+        )
+    batch = getattr(params, "batch_size", 1)
+    if batch % n:
+        raise ValueError(
+            f"{cfg['method']}.batch_size = {batch} cannot be split evenly over {n} processes (FSDP)"
+        )
+    return distributed.init(device.type)
 
 
 # "packed" (position-id masking) keeps its name from engine 2, so those logs stay valid
@@ -385,6 +416,8 @@ def loop(run: Run, stop_after: int | None) -> bool:
     segments_path, header_sha = run.work / SEGMENTS, sha256_json(run.header)
     records, segment, total = run.records, run.segment, run.total
     mid_checkpoints = set(run.checkpoint_steps[:-1])  # the last step is evaluate()'s
+    rank, n_processes = distributed.world()
+    sharded = n_processes > 1
     with (
         run.log_path.open("a", encoding="utf-8") as log,
         tqdm(
@@ -393,15 +426,21 @@ def loop(run: Run, stop_after: int | None) -> bool:
             desc=f"{run.cfg['variant']} {run.cfg['task']} seed{run.cfg['seed']}",
             file=sys.stderr,
             mininterval=1 if sys.stderr.isatty() else 30,
-            disable=total == 0,
+            disable=total == 0 or rank > 0,
         ) as bar,
     ):
         for step in range(len(records), total):
             t0 = time.perf_counter()
             examples = [run.train_set[i] for i in sampler.indices(step)]
+            if sharded:  # this process's share of the batch (zoharness.distributed)
+                examples = examples[rank::n_processes]
             batch = scoring.collate(examples, run.tokenizer.pad_token_id, pack=run.pack).to(run.device)
             data_s = time.perf_counter() - t0
             out, elapsed = _timed_step(run, batch, step)
+            sizes = {"n_examples": batch.n_examples, "n_tokens": batch.n_tokens, "n_padding": batch.n_padding}
+            if sharded:  # the whole batch's loss and sizes, as one process would log them
+                out["loss"] = distributed.mean(out["loss"])
+                sizes = {k: distributed.total(v) for k, v in sizes.items()}
             # elapsed_s is the trainer's step; phases_s splits it (ZO: noise, passes, forward_plus,
             # forward_minus, sync) and adds the batch's preparation ("data", outside elapsed_s).
             phases = {"data": data_s, **out.pop("phases_s", {})}
@@ -410,9 +449,7 @@ def loop(run: Run, stop_after: int | None) -> bool:
                 **out,
                 "elapsed_s": elapsed,
                 "phases_s": phases,
-                "n_examples": batch.n_examples,
-                "n_tokens": batch.n_tokens,
-                "n_padding": batch.n_padding,
+                **sizes,
             }
             if step + 1 in mid_checkpoints:
                 # In the record, so a resumed run keeps it; its seconds are a phase outside elapsed_s.

@@ -32,6 +32,9 @@ Optional (method_hooks() below fills the defaults of the first three):
            pairing it with a masked LM fails at parse time with it (zoharness.config)
   MEMORY_FACTOR  peak device memory of a run as a multiple of its weights, for scheduler sizing
            (zoharness.cluster: GPUs and memory a job asks for); default 1, a forward-only method
+  SHARDABLE  True when a run given several GPUs shards the model with FSDP, one process per GPU started by
+           torchrun (zoharness.distributed: full fine-tuning); otherwise several GPUs hold one process's
+           model spread layer by layer (device_map="auto")
   SEED_INDEPENDENT  True when a run's test predictions do not depend on its seed (zero-shot on the
            fixed test sample): one seed then carries no hidden seed-to-seed spread, and a claim
            against it can be decided at n=1 (zoharness.claims); default False

@@ -20,6 +20,8 @@ VERSION = 2  # 2: fused AdamW
 # Scheduler sizing (zoharness.cluster): peak device memory / weights. MeZO Table 22 (OPT, float16): FT with Adam
 # needs about 10x the weights (27 GB for 1.3B, 55 GB for 2.7B; MeZO 4 and 7 GB).
 MEMORY_FACTOR = 10
+# Full fine-tuning of a model larger than one GPU: FSDP over the job's GPUs (zoharness.distributed)
+SHARDABLE = True
 SMOKE_PARAMS = {"lr": 1e-3, "batch_size": 4, "epochs": 1}
 
 
@@ -52,8 +54,10 @@ def num_steps(params: Params, n_train: int, kind: str | None = None) -> int:
 def adamw(trainable, params: Params):
     import torch
 
+    from zoharness.distributed import param_groups
+
     return torch.optim.AdamW(
-        trainable,
+        param_groups(trainable),
         lr=params.lr,
         betas=params.betas,
         eps=params.adam_eps,
@@ -85,13 +89,15 @@ class _FO(Trainer):
     def step(self, batch, index: int) -> dict:
         import torch
 
-        from zoharness import scoring
+        from zoharness import distributed, scoring
         from zoharness.zo import NonFiniteLossError
 
         loss = scoring.loss(self.model, batch)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"step {index}: loss is not finite ({float(loss)})")
         loss.backward()
+        if distributed.launched():  # FSDP averaged the sharded blocks' gradients; the replicated rest here
+            distributed.average_replicated_grads(self.trainable)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return {"loss": float(loss.detach()), "lr": self.lr, "forward_passes": 1}

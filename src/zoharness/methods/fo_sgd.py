@@ -13,6 +13,8 @@ VERSION = 1
 # Scheduler sizing (zoharness.cluster): weights, their gradients and the activations kept for backward (an
 # estimate: no optimizer state, unlike fo's 10x)
 MEMORY_FACTOR = 3
+# Full fine-tuning of a model larger than one GPU: FSDP over the job's GPUs (zoharness.distributed)
+SHARDABLE = True
 SMOKE_PARAMS = {"lr": 1e-2, "batch_size": 4, "epochs": 1}
 num_steps = fo.num_steps
 
@@ -36,8 +38,10 @@ class Params:
 def sgd(trainable, params: Params):
     import torch
 
+    from zoharness.distributed import param_groups
+
     return torch.optim.SGD(
-        trainable, lr=params.lr, momentum=params.momentum, weight_decay=params.weight_decay
+        param_groups(trainable), lr=params.lr, momentum=params.momentum, weight_decay=params.weight_decay
     )
 
 
