@@ -88,7 +88,9 @@ def test_a_cluster_files_entries_override_names_and_methods(site):
 def test_a_model_of_unknown_size_names_the_key_to_set(site):
     models = {"mystery": "hf:org/mystery-model@main"}
     with pytest.raises(ClusterConfigError, match=r"model_params: \{mystery: <count>\}"):
-        job_resources(model="mystery", method="mezo", dtype="float32", device="cpu", cluster=site, models=models)
+        job_resources(
+            model="mystery", method="mezo", dtype="float32", device="cpu", cluster=site, models=models
+        )
 
 
 @pytest.mark.parametrize(
