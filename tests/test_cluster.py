@@ -61,6 +61,13 @@ def test_cpu_jobs_ask_for_no_gpu_and_count_the_model_in_host_memory(site):
     assert on_cpu["runtime"] == site["site"]["runtime_minutes"]["train"]
 
 
+def test_device_auto_asks_for_a_gpu_exactly_where_one_is(site, monkeypatch):
+    monkeypatch.setattr(devices, "nvidia_device_present", lambda: True)
+    assert _sizes(site, "opt-13b", "mezo", device="auto")["gpu"] == 1
+    monkeypatch.setattr(devices, "nvidia_device_present", lambda: False)
+    assert _sizes(site, "opt-13b", "mezo", device="auto")["gpu"] == 0
+
+
 def test_a_job_larger_than_the_site_allows_is_refused_with_the_numbers(site):
     with pytest.raises(ClusterConfigError, match=r"opt-66b.*'fo'.*max_gpus_per_job = 8"):
         _sizes(site, "opt-66b", "fo")
