@@ -1,4 +1,5 @@
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -46,3 +47,13 @@ def small_split():
     from zoharness.data import make_split
 
     return make_split("sst2", DATA, seed=0, num_train=24, num_dev=8, num_test=12)
+
+
+@pytest.fixture()
+def workdir(tmp_path):
+    """A copy of the workflow (data linked), so runs never touch the repository's results/."""
+    for name in ("Snakefile", "rules", "config", "profiles", "envs"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
+    (tmp_path / "data").symlink_to(ROOT / "data")
+    return tmp_path

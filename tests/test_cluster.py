@@ -3,7 +3,6 @@ placement checks (zoharness.devices), and ZO training through accelerate's devic
 over devices, here all CPU: torch allows no second device on this machine)."""
 
 import copy
-import shutil
 from pathlib import Path
 
 import pytest
@@ -127,15 +126,6 @@ def test_the_environment_names_another_cluster_file(tmp_path, monkeypatch):
 
 
 # The workflow: train jobs carry the sizes; GPU jobs pass them to the trainer.
-
-
-@pytest.fixture()
-def workdir(tmp_path):
-    for name in ("Snakefile", "rules", "config", "profiles", "envs"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
-    (tmp_path / "data").symlink_to(ROOT / "data")
-    return tmp_path
 
 
 def _train_jobs(stdout: str) -> list[str]:

@@ -2,7 +2,6 @@
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,16 +13,6 @@ from tests.conftest import ROOT
 from zoharness.config import load_suite, runs
 
 ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-
-
-@pytest.fixture()
-def workdir(tmp_path):
-    """A copy of the workflow (data linked), so runs never touch the repository's results/."""
-    for name in ("Snakefile", "rules", "config", "profiles", "envs"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
-    (tmp_path / "data").symlink_to(ROOT / "data")
-    return tmp_path
 
 
 def snakemake(cwd, *args, timeout=600):
