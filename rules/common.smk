@@ -228,6 +228,8 @@ if _too_big and workflow.local_exec:
         f"profile's gpu resource), e.g. {_too_big[0]}; their jobs will stop at load with the estimate. Run them "
         "through profiles/slurm or on a machine with more GPUs (sizes: profiles/cluster.yaml)"
     )
+
+
 def refuse_cuda_without_gpu():
     """device: cuda, jobs about to run here, and no NVIDIA GPU here: stop before any job starts (the executor
     is known only once the workflow starts, not while the Snakefile is read; a dry run, --lint or a SLURM

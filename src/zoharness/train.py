@@ -273,17 +273,17 @@ def prepare(
         check_gpu_memory(gpus, memory_estimate_gb, f"model {cfg['model']} with method {cfg['method']}")
     if distributed.launched():  # FSDP: one process per GPU, started by torchrun (the train rule)
         device = _fsdp_device(module, params, cfg, device)
-    elif device.type == "cuda" and gpus > 1:
-        # Layers spread over the GPUs (MeZO's device_map='auto'); each weight keeps its seeded noise
-        # wherever it lives (zoharness.philox: z is a function of the tensor's seed and index only).
-        spread = spread_device_map(gpus)
-    if distributed.launched():  # loaded on the host, then sharded onto the devices
+        # loaded on the host, then sharded onto the devices
         model, tokenizer = models.load(model_ref_path, cfg["precision"]["weights"], "cpu")
         distributed.shard(model, device)
     else:
+        if device.type == "cuda" and gpus > 1:
+            # Layers spread over the GPUs (MeZO's device_map='auto'); each weight keeps its seeded noise
+            # wherever it lives (zoharness.philox: z is a function of the tensor's seed and index only).
+            spread = spread_device_map(gpus)
         model, tokenizer = models.load(model_ref_path, cfg["precision"]["weights"], device, spread)
-    if spread is not None:
-        check_no_offload(model)
+        if spread is not None:
+            check_no_offload(model)
     total = module.num_steps(params, len(split.train), task.kind)
     # A method may train on other examples than the split's (rephrased ones); evaluation never changes.
     train_examples = hooks.train_examples(params, task, split.train, **inputs)
