@@ -2,6 +2,7 @@
 z[i] depends on (seed, i) only, the values are standard normal, the convention is pinned, and a machine
 without a C compiler gets the same numbers from the fallback."""
 
+import ctypes
 import subprocess
 import sys
 
@@ -26,6 +27,32 @@ def _bits(t: torch.Tensor) -> torch.Tensor:
 def test_kernel_equals_the_torch_reference_bit_for_bit(seed, start, n):
     got = philox.fill(torch.empty(n), seed, start)
     assert torch.equal(_bits(got), _bits(philox.reference(start, n, seed)))
+
+
+# The kernel's SIMD paths, widest first: each is built with the flags that switch the wider ones off.
+SIMD_PATHS = {"avx512": (), "avx2": ("-mno-avx512f",), "portable": ("-mno-avx512f", "-mno-avx2")}
+
+
+def _cpu_has(flag: str) -> bool:
+    return f" {flag}" in philox._cpu_tag()
+
+
+@pytest.mark.parametrize("path", list(SIMD_PATHS))
+def test_every_simd_path_gives_the_reference_bits(path, tmp_path):
+    """Replays on another machine depend on this: the AVX-512, AVX2 and portable builds draw the same
+    integers and floats. A path needs a C compiler and, for the vector ones, a CPU that runs it."""
+    if not philox.kernel_available():
+        pytest.skip("no C compiler: the reference path is the only one")
+    if path != "portable" and not _cpu_has({"avx512": "avx512f", "avx2": "avx2"}[path]):
+        pytest.skip(f"this CPU has no {path}")
+    lib = ctypes.CDLL(str(philox._build(tmp_path, SIMD_PATHS[path])))
+    lib.zo_philox_gauss_axpy.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64]
+    lib.zo_philox_gauss_axpy.argtypes += [ctypes.c_float]
+    for seed in SEEDS[1:4]:
+        for start, n in RANGES + [(17, 70_001)]:
+            x = torch.zeros(n)
+            lib.zo_philox_gauss_axpy(x.data_ptr(), start, n, seed, 1.0)
+            assert torch.equal(_bits(x), _bits(philox.reference(start, n, seed) + 0.0)), (path, seed, start)
 
 
 def test_a_value_depends_on_its_index_only_not_on_the_chunking():

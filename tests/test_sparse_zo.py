@@ -10,7 +10,7 @@ import torch
 from tests.helpers import make_run, suite
 from zoharness import models, scoring
 from zoharness.config import ConfigError, run_spec
-from zoharness.io import BackendUnavailableError, read_json, sha256_file
+from zoharness.io import BackendUnavailableError, DataError, read_json, sha256_file
 from zoharness.methods import get_method
 from zoharness.methods.sparse_zo_int4 import Params, mask_stem
 from zoharness.sparse import calibration, layers, mask, pipeline
@@ -236,7 +236,6 @@ def test_run_records_memory_by_component_and_replays_bit_for_bit(tmp_path, model
 
 
 def test_run_without_its_mask_input_is_refused(tmp_path, model_refs):
-    from zoharness.io import DataError
     from zoharness.train import train
 
     run_dir, split = make_run(tmp_path, "sparse_zo_int4", {"steps": 1})
@@ -325,3 +324,66 @@ def test_mask_file_is_byte_reproducible(tmp_path, model_refs):
         pipeline.build_mask(str(model_refs["llama"]), "random", 1e-2, "global", str(out))
     assert a.read_bytes() == b.read_bytes()
     assert read_json(tmp_path / "a.json")["selection_time_s"] >= 0
+
+
+@pytest.fixture(scope="module")
+def committed_mask(tmp_path_factory, model_refs):
+    """A mask built from a real (tiny) sensitivity pass, laid out as resources/mask-cache/ holds one."""
+    from tests.conftest import DATA
+    from zoharness.sparse import cached_mask
+
+    root = tmp_path_factory.mktemp("mask-cache")
+    scores = root / "scores" / "sensitivity.safetensors"
+    pipeline.sensitivity(str(model_refs["llama"]), "wiki-passages", str(scores), data_dir=str(DATA))
+    out = root / "tiny-llama" / "wiki-passages" / "density~0.01-global.safetensors"
+    pipeline.build_mask(str(model_refs["llama"]), "wiki-passages", 1e-2, "global", str(out), str(scores))
+    assert cached_mask("tiny-llama", "wiki-passages", "0.01", "global", root) == out
+    assert cached_mask("tiny-llama", "wiki-passages", "0.02", "global", root) is None
+    return out
+
+
+def _install(model_ref, cached, out, density=1e-2):
+    return pipeline.copy_cached_mask(
+        str(model_ref), "wiki-passages", density, "global", str(cached), str(out)
+    )
+
+
+def test_a_committed_mask_is_installed_byte_for_byte_and_says_so(committed_mask, model_refs, tmp_path):
+    out = tmp_path / "masks" / "m.safetensors"
+    stats = _install(model_refs["llama"], committed_mask, out)
+    assert out.read_bytes() == committed_mask.read_bytes()
+    assert stats["from_cache"] == str(committed_mask) and read_json(tmp_path / "masks" / "m.json") == stats
+    assert stats["calibration_version"] == calibration.CALIBRATION_VERSION
+    llama, _ = models.load(model_refs["llama"])
+    mask.load(out, llama)  # fits the model it was built for
+    assert not list((tmp_path / "masks").glob(".*tmp"))
+
+
+def test_a_committed_mask_for_other_weights_or_settings_is_refused(committed_mask, model_refs, tmp_path):
+    out = tmp_path / "m.safetensors"
+    with pytest.raises(
+        DataError, match=r"density~0.01-global.safetensors: .*model_ref_sha256=.*make mask-cache"
+    ):
+        _install(model_refs["opt"], committed_mask, out)
+    with pytest.raises(DataError, match=r"density_requested=0.01, this run needs 0.02"):
+        _install(model_refs["llama"], committed_mask, out, density=2e-2)
+    assert not out.exists()  # nothing installed
+
+
+def test_a_committed_mask_from_another_calibration_or_with_other_bytes_is_refused(
+    committed_mask, model_refs, tmp_path, monkeypatch
+):
+    out = tmp_path / "m.safetensors"
+    monkeypatch.setattr(calibration, "CALIBRATION_VERSION", calibration.CALIBRATION_VERSION + 1)
+    with pytest.raises(DataError, match="calibration_version=1, this run needs 2"):
+        _install(model_refs["llama"], committed_mask, out)
+    monkeypatch.undo()
+    edited = tmp_path / "cache" / committed_mask.name
+    edited.parent.mkdir()
+    edited.write_bytes(committed_mask.read_bytes()[:-4] + b"\0\0\0\0")
+    edited.with_suffix(".json").write_text(committed_mask.with_suffix(".json").read_text())
+    with pytest.raises(
+        DataError, match=r"its bytes \(sha256 [0-9a-f]{64}\) are not the ones its .json records"
+    ):
+        _install(model_refs["llama"], edited, out)
+    assert not out.exists()

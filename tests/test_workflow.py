@@ -52,10 +52,22 @@ def _suite(name):
 
 def test_default_suite_plans_its_runs(workdir):
     n = len(runs(_suite("default")))
-    out = snakemake(workdir, "-n")
+    (workdir / "resources").mkdir()
+    (workdir / "resources" / "mask-cache").symlink_to(ROOT / "resources" / "mask-cache")
+    out = snakemake(workdir, "-n", "-p")
     assert out.returncode == 0, out.stderr
-    assert planned(out.stdout)["train"] == n
+    jobs = planned(out.stdout)
+    assert jobs["train"] == n
     assert "results/tables/main.csv" in out.stdout
+    # sparse-ZO's mask comes from the committed cache: no sensitivity pass, unless the suite turns it off
+    assert jobs["mask"] == 1 and "sensitivity" not in jobs
+    assert (
+        "--from-cache 'resources/mask-cache/smollm2-135m/wiki-passages/density~0.001-global.safetensors'"
+        in out.stdout
+    )
+    out = snakemake(workdir, "-n", "--config", "mask_cache=False")
+    assert out.returncode == 0, out.stderr
+    assert planned(out.stdout)["sensitivity"] == 1
 
 
 @pytest.mark.parametrize(

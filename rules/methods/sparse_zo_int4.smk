@@ -55,7 +55,10 @@ rule mask:
     conda:
         CONDA_ENV
     input:
-        unpack(lambda w: {} if w.corpus == "random" else {"scores": f"{MASKS}/sensitivity.safetensors".format(**w)}),
+        # a committed mask when the suite sets mask_cache and one exists, else the scores (none if random)
+        unpack(
+            lambda w: _sparse_lib.mask_inputs(w.model, w.corpus, w.density, w.selection, SUITE["mask_cache"], MASKS)
+        ),
         model_ref=MODEL_REF,
     output:
         mask=f"{MASKS}/density~{{density}}-{{selection}}.safetensors",
@@ -65,14 +68,14 @@ rule mask:
         density=r"[0-9.e+-]+",
         selection="global|per_matrix",
     params:
-        scores=lambda w, input: f"--sensitivity {shlex.quote(input.scores)}" if "scores" in input.keys() else "",
+        source=lambda w, input: _sparse_lib.mask_source_args(input),
     log:
         "logs/mask/{model}/{corpus}/density~{density}-{selection}.log",
     benchmark:
         "benchmarks/mask/{model}/{corpus}/density~{density}-{selection}.tsv"
     shell:
         "python -m zoharness mask --model-ref {input.model_ref:q} --corpus {wildcards.corpus:q} "
-        "--density {wildcards.density} --selection {wildcards.selection} {params.scores} "
+        "--density {wildcards.density} --selection {wildcards.selection} {params.source} "
         "--out {output.mask:q} > {log:q} 2>&1"
 
 

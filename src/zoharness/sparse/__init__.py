@@ -4,6 +4,8 @@ Used by the sparse_zo_int4 method (SensZOQ, arXiv 2406.02913). Nothing here is i
 Snakefile parse time; bitsandbytes is imported only when a 4-bit base is built.
 """
 
+from pathlib import Path
+
 # Names and checks shared with the method's Params (here, not in mask.py/layers.py, so validating a
 # config does not import torch).
 SELECTIONS = ("global", "per_matrix")
@@ -42,3 +44,38 @@ def sensitivity_inputs(corpus: str, bundled_dir: str, split_of_task) -> dict:
     if corpus == "wiki-passages":
         return {"data": wiki_passage_files(bundled_dir)}
     return {}
+
+
+# Committed masks (a suite's `mask_cache: true`): resources/mask-cache/<model>/<corpus>/<stem>, the layout of
+# resources/masks/. Only masks selected from a sensitivity pass are cached (a random mask costs nothing).
+MASK_CACHE_DIR = Path("resources/mask-cache")
+
+
+def cached_mask(
+    model: str, corpus: str, density: str, selection: str, root: Path = MASK_CACHE_DIR
+) -> Path | None:
+    """The committed mask for these wildcards, or None (then the workflow runs the sensitivity pass)."""
+    path = Path(root) / model / corpus / f"density~{density}-{selection}.safetensors"
+    return path if path.exists() and path.with_suffix(".json").exists() else None
+
+
+def mask_inputs(model: str, corpus: str, density: str, selection: str, use_cache: bool, masks: str) -> dict:
+    """The mask rule's inputs: a committed mask (use_cache and one exists), else the sensitivity scores of
+    `masks` (a resources/masks/{model}/{corpus} pattern); none for a random mask."""
+    if corpus == "random":
+        return {}
+    cached = cached_mask(model, corpus, density, selection) if use_cache else None
+    if cached is not None:
+        return {"cached": str(cached)}
+    return {"scores": f"{masks}/sensitivity.safetensors".format(model=model, corpus=corpus)}
+
+
+def mask_source_args(inputs) -> str:
+    """`zoharness mask`'s source option for those inputs (Snakemake's named input list: `in` would test
+    its values, hence keys())."""
+    import shlex
+
+    names = set(inputs.keys())  # noqa: SIM118
+    if "cached" in names:
+        return f"--from-cache {shlex.quote(inputs.cached)}"
+    return f"--sensitivity {shlex.quote(inputs.scores)}" if "scores" in names else ""

@@ -20,9 +20,16 @@ def _cmd_sensitivity(args) -> int:
 
 
 def _cmd_mask(args) -> int:
-    from zoharness.sparse.pipeline import build_mask
+    from zoharness.sparse.pipeline import build_mask, copy_cached_mask
 
-    stats = build_mask(args.model_ref, args.corpus, args.density, args.selection, args.out, args.sensitivity)
+    if args.from_cache:
+        stats = copy_cached_mask(
+            args.model_ref, args.corpus, args.density, args.selection, args.from_cache, args.out
+        )
+    else:
+        stats = build_mask(
+            args.model_ref, args.corpus, args.density, args.selection, args.out, args.sensitivity
+        )
     print(json.dumps({k: v for k, v in stats.items() if not k.startswith("per_")}, indent=2))
     return 0
 
@@ -60,6 +67,9 @@ def register(sub) -> None:
     s.add_argument("--density", type=float, required=True)
     s.add_argument("--selection", default="global")
     s.add_argument("--sensitivity", default=None)
+    s.add_argument(
+        "--from-cache", default=None, help="a committed mask (resources/mask-cache/...) to check and install"
+    )
     s.add_argument("--out", required=True)
     s.set_defaults(fn=_cmd_mask)
 

@@ -131,6 +131,10 @@ def build_mask(
         source = {"sensitivity": str(sensitivity_path), "sensitivity_sha256": sha256_file(sensitivity_path)}
         # what the sensitivity step cost: in the stats only, so the mask file itself is byte-reproducible
         cost = {
+            "calibration_version": source_info.get("calibration_version"),
+            "sensitivity_cpu_capability": source_info.get(
+                "cpu_capability"
+            ),  # the pass's rounding depends on it
             "sensitivity_time_s": source_info["wall_time_s"],
             "sensitivity_process_peak_rss_bytes": source_info.get("peak_rss_bytes"),
             **{k: v for k, v in source_info.items() if k.startswith("sensitivity_")},
@@ -153,6 +157,46 @@ def build_mask(
         "selection_time_s": time.perf_counter() - start,
         "index_bytes_on_disk_int32": 4 * stats["selected"],
         "model_ref_sha256": sha256_file(model_ref),
+        "mask_sha256": sha256_file(out),
     }
     write_json_atomic(Path(out).with_suffix(".json"), stats)
+    return stats
+
+
+def copy_cached_mask(
+    model_ref: str, corpus: str, density: float, selection: str, cached: str, out: str
+) -> dict:
+    """Install a committed mask as `out` after checking it was built for this model, corpus, density,
+    selection and calibration; its stats gain `from_cache`. Refuses, naming the file and the field, when
+    anything differs: a mask silently taken for another model would train the wrong entries."""
+    cached = Path(cached)
+    stats = read_json(cached.with_suffix(".json"))
+    expected = {
+        "model_ref_sha256": sha256_file(model_ref),
+        "corpus": corpus,
+        "density_requested": mask.check_density(density),
+        "selection": mask.check_selection(selection),
+        "calibration_version": calibration.CALIBRATION_VERSION,
+    }
+    for key, want in expected.items():
+        if stats.get(key) != want:
+            raise DataError(
+                f"{cached}: the committed mask has {key}={stats.get(key)!r}, this run needs {want!r} "
+                f"({model_ref}); rebuild the cache with `make mask-cache`, or set `mask_cache: false` in the "
+                "suite to compute the mask"
+            )
+    digest = sha256_file(cached)
+    if stats.get("mask_sha256") != digest:
+        raise DataError(
+            f"{cached}: its bytes (sha256 {digest}) are not the ones its .json records "
+            f"({stats.get('mask_sha256')}); rebuild the cache with `make mask-cache`"
+        )
+    mask.load(cached)  # the format check
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_bytes(cached.read_bytes())
+    tmp.replace(out)
+    stats = {**stats, "from_cache": str(cached)}
+    write_json_atomic(out.with_suffix(".json"), stats)
     return stats
