@@ -37,7 +37,13 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from zoharness import models, scoring  # noqa: E402
 from zoharness.io import iter_jsonl, write_json_atomic  # noqa: E402
-from zoharness.profiling import device_name, interleaved_times, train_phase_peaks, train_phase_start  # noqa: E402
+from zoharness.profiling import (  # noqa: E402
+    cpu_signature,
+    device_name,
+    interleaved_times,
+    train_phase_peaks,
+    train_phase_start,
+)
 from zoharness.tasks.base import Prompt  # noqa: E402
 from zoharness.zo import ZOSGD, trainable_parameters  # noqa: E402
 
@@ -66,6 +72,7 @@ def settings(args, batch: scoring.Batch, device) -> dict:
         "repeats": args.repeats,
         "warmup": args.warmup,
         "device": device_name(device),
+        **({"cpu": cpu_signature()} if device.type == "cpu" else {}),
         "platform": platform.platform(),
         "torch": torch.__version__,
     }

@@ -126,6 +126,25 @@ def device_name(device) -> str:
     return platform.processor() or "cpu"
 
 
+def cpu_signature() -> dict:
+    """The CPU's vendor family and model and the vector ISA torch dispatches to: hosts sold under one name
+    ("AMD EPYC") differ by 2x in speed and round some kernels differently, so benchmarks record this."""
+    import torch
+
+    info = {"cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("cpu family", "model") and key.strip() not in info:
+                    info[key.strip()] = value.strip()
+                if line.strip() == "":
+                    break
+    except OSError:
+        pass
+    return info
+
+
 def interleaved_times(calls: dict, warmup: int, repeats: int, sync=None) -> dict[str, list[float]]:
     """Wall times of each call over `repeats` rounds after `warmup` ones, every round timing each call
     once, so slow drift of a shared machine (thermal, other load) hits all calls alike. `sync` (e.g.
