@@ -162,3 +162,5 @@ paper-dry-run: $(STAMP)
 	snakemake -n --configfile config/paper/mezo-opt13b.yaml
 	snakemake -n --configfile config/paper/mezo-opt13b-table1.yaml
 	snakemake -n --configfile config/paper/mezo-roberta.yaml
+	snakemake -n --configfile config/paper/mezo-table3-roberta.yaml
+	snakemake -n --configfile config/paper/mezo-table3-opt13b.yaml

@@ -147,6 +147,26 @@ def test_roberta_paper_suite_plans_both_k_and_ends_with_figure_2(workdir):
     assert jobs["scorecard"] == 1 and "results/mezo-roberta/splits/trec@k512/seed100.json" in out.stdout
 
 
+def test_table_3_suites_plan_both_objectives_with_scorecards(workdir):
+    """MeZO Table 3 as two suites: RoBERTa-large at k = 512 (MeZO on accuracy) and OPT-13B on SQuAD (MeZO
+    (prefix) on F1), each beside zero-shot, FT and MeZO on cross-entropy, each with its scorecard and claims."""
+    out = snakemake(workdir, "-n", "--configfile", "config/paper/mezo-table3-roberta.yaml")
+    assert out.returncode == 0, out.stderr
+    jobs = planned(out.stdout)
+    # 4 tasks x (zero-shot on one seed + 3 FT + 3 MeZO + 3 MeZO-on-accuracy lrs on five); one k: no Figure 2
+    assert jobs["train"] == 4 * (1 + 9 * 5) and jobs["split"] == 4 * 5 and jobs["fetch_data"] == 4
+    assert "kshot_figure" not in jobs and "results/mezo-table3-roberta/splits/trec/seed100.json" in out.stdout
+    assert jobs["scorecard"] == 1 and "results/tables/scorecard-mezo-table3-roberta.md" in out.stdout
+    assert jobs["verdicts"] == 1 and "results/tables/claims-mezo-table3-roberta.md" in out.stdout
+    out = snakemake(workdir, "-n", "--configfile", "config/paper/mezo-table3-opt13b.yaml")
+    assert out.returncode == 0, out.stderr
+    jobs = planned(out.stdout)
+    # SQuAD x (zero-shot + 3 FT + 3 MeZO + 3 MeZO (prefix)-on-F1 lrs), one seed
+    assert jobs["train"] == 1 + 3 + 3 + 3 and jobs["fetch_data"] == 1 and jobs["split"] == 1
+    assert jobs["scorecard"] == 1 and "results/tables/scorecard-mezo-table3-opt13b.md" in out.stdout
+    assert jobs["verdicts"] == 1 and "results/tables/claims-mezo-table3-opt13b.md" in out.stdout
+
+
 def test_masked_lm_k_shot_suite_end_to_end_draws_accuracy_against_k(workdir):
     """The masked-LM path through the workflow: tiny RoBERTa, two k, LM-BFF splits, the table and Figure 2."""
     config = workdir / "config" / "mlm-e2e.yaml"

@@ -3,12 +3,13 @@ gradient against autograd, q-averaging against its formula, ZO-SGD-Cons's guaran
 first steps, FO-SGD against a hand step, and replay exactness at q > 1 for every ZO method."""
 
 import copy
+import dataclasses
 import math
 
 import pytest
 import torch
 
-from zoharness import scoring
+from zoharness import generation, scoring
 from zoharness.methods import get_method, resolve_params
 from zoharness.tasks import get_task
 from zoharness.zo import ZOSGD, direction_seeds, step_seed, trainable_parameters
@@ -243,6 +244,143 @@ def test_zo_on_the_accuracy_objective_steps_and_replays(tiny, small_split):
         assert torch.equal(a, b), n
 
 
+F1_MAX_LENGTH = 96  # the tests' eval.max_length (tests/helpers.py): 46 context tokens + 50 new ones
+
+
+def _squad_prompts(n=12):
+    from tests.conftest import DATA
+    from zoharness.data import load_split, make_split
+
+    task = get_task("squad")
+    split = make_split("squad", DATA, seed=0, num_train=n, num_dev=4, num_test=4)
+    return [task.prompt(e) for e in load_split(split, DATA).train[:n]]
+
+
+def _f1_batch(tok, prompts, batch_size=3):
+    """A teacher-forcing batch with what the f1 objective decodes attached, as the training loop does it."""
+    encoded = [scoring.encode(tok, p, F1_MAX_LENGTH, objective="lm") for p in prompts]
+    batch = scoring.collate(encoded, tok.pad_token_id)
+    batch.answer_targets = scoring.answer_targets(tok, prompts, F1_MAX_LENGTH, batch_size)
+    return batch
+
+
+def _with_answers(prompts, answers):
+    return [dataclasses.replace(p, answers=tuple(a)) for p, a in zip(prompts, answers, strict=True)]
+
+
+def test_the_f1_objective_is_minus_the_evaluators_mean_f1(model_refs):
+    """MeZO Table 3's SQuAD objective: minus the mean F1 that evaluate_generation reports for the same examples
+    and weights. A random tiny model answers junk (F1 0 against SQuAD's answers), so the gold answers are built
+    from the evaluator's own greedy answers: exact for a third of the examples (F1 1), with two words added for
+    a third (F1 1/2 for a one-word answer), SQuAD's own for the rest (F1 0); the objective's own decode must
+    reproduce every one of them."""
+    from zoharness import models
+    from zoharness.answer_metrics import f1_score
+
+    model, tok = models.load(model_refs["opt"])
+    prompts = _squad_prompts()
+    said = generation.evaluate_generation(model, tok, prompts, F1_MAX_LENGTH, 3)["predictions"]
+    golds = [
+        [(a,), (a + " x y",), p.answers][i % 3] for i, (a, p) in enumerate(zip(said, prompts, strict=True))
+    ]
+    prompts = _with_answers(prompts, golds)
+    result = generation.evaluate_generation(model, tok, prompts, F1_MAX_LENGTH, 3)
+    f1s = [f1_score(a, p.answers) for a, p in zip(result["predictions"], prompts, strict=True)]
+    assert 0 < result["f1"] < 1 and len(set(f1s)) == 3, f1s  # the comparison below means something
+    with torch.no_grad():
+        assert scoring.negative_f1(model, _f1_batch(tok, prompts)).item() == -result["f1"]
+        for p in prompts[:3]:  # example by example, too
+            alone = generation.evaluate_generation(model, tok, [p], F1_MAX_LENGTH, 3)["f1"]
+            assert scoring.negative_f1(model, _f1_batch(tok, [p])).item() == -alone
+        bare = scoring.collate(
+            [scoring.encode(tok, p, F1_MAX_LENGTH, objective="lm") for p in prompts], tok.pad_token_id
+        )
+        with pytest.raises(ValueError, match=r"Batch\.answer_targets"):
+            scoring.negative_f1(model, bare)  # without the contexts and answers it refuses, naming them
+
+
+def test_zo_on_the_f1_objective_steps_and_replays(model_refs):
+    """Three MeZO steps on minus F1, each batch's gold answers the greedy answers at θ_t + εz_t (decoded on a
+    copy of the model perturbed with the step's seed): so L+ is exactly -1, and L- is above it where the answers
+    at θ_t - εz_t differ, which makes the projected gradients non-zero. Replaying the log rebuilds the weights."""
+    from zoharness import models
+
+    model, tok = models.load(model_refs["opt"])
+    base, untouched = copy.deepcopy(model), copy.deepcopy(model)
+    settings = {"objective": "f1", "eps": 1e-2, "lr": 1e-3}
+    zo = _engine("mezo", model, **settings)
+    prompts, records = _squad_prompts(), []
+    for t in range(3):
+        plus = copy.deepcopy(model)
+        _engine("mezo", plus, **settings).noise.axpy(step_seed(11, t), 1e-2)
+        batch_prompts = prompts[4 * t : 4 * t + 4]
+        said = generation.evaluate_generation(plus, tok, batch_prompts, F1_MAX_LENGTH, 3)["predictions"]
+        records.append(zo.step(_f1_batch(tok, _with_answers(batch_prompts, [(a,) for a in said])), t))
+    for r in records:
+        assert r["loss_plus"] == -1.0 and -1.0 <= r["loss_minus"] <= 0.0 and r["forward_passes"] == 2
+        assert math.isfinite(r["projected_grad"])
+        assert r["projected_grad"] == (r["loss_plus"] - r["loss_minus"]) / 2e-2
+    assert any(r["projected_grad"] != 0 for r in records), "no step moved: the replay would prove little"
+    assert zo.trajectory_header()["zo"]["objective"] == "f1: zoharness.scoring.negative_f1"
+    replayer = _engine("mezo", base, **settings)
+    for r in records:
+        replayer.replay(r)
+    for (n, a), (_, b) in zip(model.named_parameters(), base.named_parameters(), strict=True):
+        assert torch.equal(a, b), n
+    assert any(not torch.equal(a, b) for a, b in zip(model.parameters(), untouched.parameters(), strict=True))
+
+
+def test_an_f1_run_through_the_training_loop_replays_and_resumes_bit_for_bit(
+    model_refs, tmp_path, monkeypatch
+):
+    """A 3-step MeZO run with objective f1 on SQuAD through `train`: the loop attaches each batch's decoding
+    contexts and answers (the objective refuses a batch without them), the values are finite, `zoharness
+    replay`'s replay_run rebuilds the trained weights bit for bit, and a run killed after step 2 and resumed
+    has the uninterrupted run's log and scores. (The tiny model's junk answers score F1 0 against SQuAD's, so
+    these projected gradients are 0 and the steps move the weights only by the perturbations' rounding, which
+    the replay must repeat exactly; the test above covers non-zero ones.)"""
+    from tests.helpers import make_run
+    from zoharness import models
+    from zoharness.replay import replay_run
+    from zoharness.train import read_train_log, train
+    from zoharness.trainlog import without_timings
+
+    params = {"lr": 1e-3, "eps": 1e-3, "steps": 3, "batch_size": 4, "objective": "f1"}
+    loaded, real_load = [], models.load
+
+    def capture(*args, **kw):
+        loaded.append(real_load(*args, **kw))
+        return loaded[-1]
+
+    monkeypatch.setattr(models, "load", capture)
+    run_dir, split = make_run(tmp_path / "full", "mezo", params, task="squad")
+    full = train(run_dir / "run_config.json", split, model_refs["llama"], run_dir, threads=1)
+    monkeypatch.undo()
+    header, records = read_train_log(run_dir / "train_log.jsonl")
+    assert header["params"]["objective"] == "f1" and header["zo"]["objective"].startswith("f1: ")
+    assert len(records) == 3 and full["task_kind"] == "generation" and full["forward_passes"] == 6
+    for r in records:
+        assert -1.0 <= r["loss_minus"] <= 0.0 and -1.0 <= r["loss_plus"] <= 0.0
+        assert math.isfinite(r["projected_grad"]) and math.isfinite(r["loss"])
+    assert math.isfinite(full["test_score"]) and math.isfinite(full["dev_score"])
+    trained = loaded[0][0].state_dict()  # the model object train stepped
+    replayed = replay_run(run_dir, model_refs["llama"]).state_dict()
+    assert replayed.keys() == trained.keys()
+    assert all(torch.equal(replayed[n], trained[n]) for n in trained)
+    base = real_load(model_refs["llama"])[0].state_dict()
+    assert any(not torch.equal(trained[n], base[n]) for n in base)  # ε's round trip is not exact in floats
+
+    killed_dir, killed_split = make_run(tmp_path / "killed", "mezo", params, task="squad")
+    args = (killed_dir / "run_config.json", killed_split, model_refs["llama"], killed_dir)
+    assert train(*args, threads=1, stop_after=2) is None
+    resumed = train(*args, threads=1)
+    for key in ("dev_score", "test_score", "final_train_loss", "forward_passes", "steps"):
+        assert resumed[key] == full[key], key
+    assert resumed["resumed_at_step"] == 2
+    strip = lambda rs: [without_timings(r) for r in rs]  # noqa: E731
+    assert strip(read_train_log(killed_dir / "train_log.jsonl")[1]) == strip(records)
+
+
 def test_an_objective_a_task_kind_lacks_is_refused_at_parse_time():
     from zoharness.config import ConfigError, validate
     from zoharness.methods import mezo
@@ -262,6 +400,37 @@ def test_an_objective_a_task_kind_lacks_is_refused_at_parse_time():
         validate(suite, "suite.yaml")
     with pytest.raises(ValueError, match=r"forward_grad\.objective must be 'loss', got 'accuracy'"):
         resolve_params("forward_grad", {"objective": "accuracy"})
+
+
+@pytest.mark.parametrize("method", ["mezo", "mezo_prefix", "zo_adam"])
+def test_the_f1_objective_is_for_generation_tasks_only(method):
+    """f1 decodes answers: a suite setting it on a classification or multiple-choice task is refused at parse
+    time, naming the key, the value and the tasks; on generation tasks it is accepted; forward_grad refuses it."""
+    from zoharness.config import ConfigError, validate
+    from zoharness.methods import mezo
+
+    assert mezo.OBJECTIVE_KINDS["f1"] == ("generation",)
+    assert mezo.OBJECTIVE_KINDS["accuracy"] == ("classification",)
+
+    def suite(tasks):
+        return {
+            "suite": "x",
+            "models": ["tiny-llama"],
+            "seeds": [0],
+            "tasks": tasks,
+            "variants": {"zo-f1": {"method": method, "params": {"objective": "f1"}}},
+        }
+
+    with pytest.raises(
+        ConfigError,
+        match=r"variants\.zo-f1\.params\.objective: 'f1' is defined for generation tasks only; "
+        r"task\(s\) \['sst2', 'copa'\] are not",
+    ):
+        validate(suite(["sst2", "squad", "copa"]), "suite.yaml")
+    cfg = validate(suite(["squad"]), "suite.yaml")
+    assert cfg["variants"]["zo-f1"]["params"]["objective"] == "f1"
+    with pytest.raises(ValueError, match=r"forward_grad\.objective must be 'loss', got 'f1'"):
+        resolve_params("forward_grad", {"objective": "f1"})
 
 
 def test_new_zo_params_stay_out_of_recorded_configs_at_their_defaults():

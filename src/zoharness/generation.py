@@ -39,13 +39,23 @@ def encode_context(tokenizer, prompt: Prompt, max_length: int, max_new_tokens: i
 
 
 @torch.no_grad()
-def greedy_answers(model, tokenizer, contexts, batch_size: int, device="cpu", max_new_tokens=MAX_NEW_TOKENS):
-    """Generated answer strings, one per context (length-sorted batches, returned in input order)."""
+def greedy_answers(
+    model,
+    tokenizer,
+    contexts,
+    batch_size: int,
+    device="cpu",
+    max_new_tokens=MAX_NEW_TOKENS,
+    show_progress=True,
+):
+    """Generated answer strings, one per context (length-sorted batches, returned in input order).
+    show_progress=False: no progress bar (the f1 training objective decodes twice per step)."""
     pad_id = tokenizer.pad_token_id
     stops = stop_token_ids(tokenizer)
     order = sorted(range(len(contexts)), key=lambda i: len(contexts[i]))
     out = [""] * len(contexts)
-    for start in progress(range(0, len(order), batch_size), "generate"):
+    starts = range(0, len(order), batch_size)
+    for start in progress(starts, "generate") if show_progress else starts:
         idx = order[start : start + batch_size]
         width = max(len(contexts[i]) for i in idx)
         input_ids = torch.full((len(idx), width), pad_id, dtype=torch.long)

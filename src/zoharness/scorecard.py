@@ -4,7 +4,10 @@ One row per reference cell: the paper's value, ours as mean ± sample std over s
 list, and the difference (ours - paper, in points). Where the suite has several variants of a method
 (learning-rate grids), the variant with the best mean dev score is compared, as the papers select.
 Reference rows whose method the harness does not implement (method_id empty) or the suite did not run
-say so instead of a number.
+say so instead of a number. An optional `label` column narrows a row to the suite's variants of that label:
+where a suite runs one method under two settings a paper reports as two rows (MeZO Table 3: cross-entropy
+and accuracy), each row compares the best-on-dev variant among its own label's; a blank label, or no column,
+takes every variant of the method.
 """
 
 from __future__ import annotations
@@ -58,6 +61,9 @@ def build(metrics_paths, reference_csv) -> pd.DataFrame:
             if summary is not None
             else pd.DataFrame()
         )
+        label = getattr(r, "label", "")  # optional column: this row's variants are that label's only
+        if label and not cands.empty:
+            cands = cands[cands.label == label]
         if cands.empty:
             rows.append({**base, "status": "not run"})
             continue

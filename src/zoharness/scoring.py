@@ -36,9 +36,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
+from zoharness import generation
+from zoharness.answer_metrics import f1_score
 from zoharness.io import progress
 from zoharness.models import MLM, tokenizer_kind
 from zoharness.tasks.base import Prompt
@@ -203,6 +206,39 @@ def pack_rows(lengths: list[int], target: int = PACK_ROW_TOKENS) -> list[list[in
     return [sorted(row) for row in best[1] if row]
 
 
+@dataclass(frozen=True)
+class AnswerTargets:
+    """What an objective that decodes (DECODING_OBJECTIVES: f1) needs besides the teacher-forcing batch: each
+    example's decoding context (generation.encode_context, the evaluator's left-truncated ids) and gold answers,
+    the tokenizer that decodes, and the evaluator's batch size, so the objective decodes exactly as
+    generation.evaluate_generation does. The training loop builds it once for the train set (answer_targets)
+    and attaches each step's `subset` to the batch; no other objective sees one."""
+
+    tokenizer: Any
+    contexts: tuple[tuple[int, ...], ...]
+    answers: tuple[tuple[str, ...], ...]
+    batch_size: int
+
+    def subset(self, indices) -> AnswerTargets:
+        """The targets of examples `indices`, in that order (a training batch's)."""
+        return AnswerTargets(
+            self.tokenizer,
+            tuple(self.contexts[int(i)] for i in indices),
+            tuple(self.answers[int(i)] for i in indices),
+            self.batch_size,
+        )
+
+
+def answer_targets(tokenizer, prompts: list[Prompt], max_length: int, batch_size: int) -> AnswerTargets:
+    """The prompts' decoding contexts and gold answers, as generation.evaluate_generation takes them."""
+    return AnswerTargets(
+        tokenizer,
+        tuple(generation.encode_context(tokenizer, p, max_length) for p in prompts),
+        tuple(tuple(p.answers) for p in prompts),
+        batch_size,
+    )
+
+
 @dataclass
 class Batch:
     input_ids: torch.Tensor  # [R, L]: one sequence per row (padded), or several end to end (packed)
@@ -218,6 +254,8 @@ class Batch:
     objective: str
     n_tokens: int  # non-pad tokens, recorded beside timings
     position_ids: torch.Tensor | None = None  # [R, L] when packed: each sequence's own 0..n-1
+    # Only for an objective that decodes (f1), attached by the training loop: what it decodes and scores
+    answer_targets: AnswerTargets | None = None
 
     @property
     def n_examples(self) -> int:
@@ -364,10 +402,35 @@ def negative_accuracy(model, batch: Batch) -> torch.Tensor:
     return -(predicted == batch.labels.to(predicted.device)).to(torch.float64).mean()
 
 
+def negative_f1(model, batch: Batch) -> torch.Tensor:
+    """MeZO Table 3's non-differentiable objective for generation tasks: minus the batch's mean SQuAD F1 of
+    the model's greedy answers, decoded and scored as the evaluator does (generation.greedy_answers on the
+    evaluator's contexts and batch size, answer_metrics.f1_score), so at θ it is minus what
+    generation.evaluate_generation reports for the batch's examples. A step function of the weights."""
+    targets = batch.answer_targets
+    if targets is None:
+        raise ValueError(
+            "the f1 objective needs each example's decoding context and gold answers (Batch.answer_targets, "
+            "attached by the training loop for an objective in scoring.DECODING_OBJECTIVES)"
+        )
+    predictions = generation.greedy_answers(
+        model,
+        targets.tokenizer,
+        targets.contexts,
+        targets.batch_size,
+        batch.input_ids.device,
+        show_progress=False,
+    )
+    f1 = [f1_score(pred, answers) for pred, answers in zip(predictions, targets.answers, strict=True)]
+    return torch.tensor(-(sum(f1) / len(f1)), dtype=torch.float64)  # the evaluator's sum / n, negated
+
+
 # A ZO method's training objective by name (mezo.Params.objective, which also says the task kinds each
 # is defined for) -> the function's name here, looked up at call time (objective_fn) so a wrapped or
 # patched `loss` is the one used. "loss" is the differentiable one above.
-TRAIN_OBJECTIVES = {"loss": "loss", "accuracy": "negative_accuracy"}
+TRAIN_OBJECTIVES = {"loss": "loss", "accuracy": "negative_accuracy", "f1": "negative_f1"}
+# Objectives that decode: the training loop attaches each batch's AnswerTargets for these only.
+DECODING_OBJECTIVES = ("f1",)
 
 
 def objective_fn(name: str):

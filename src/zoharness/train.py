@@ -101,6 +101,16 @@ def _encode_train(tokenizer, task, examples, max_length):
     return [scoring.encode(tokenizer, task.prompt(ex), max_length, objective=objective) for ex in examples]
 
 
+def _answer_targets(params, tokenizer, task, examples, eval_cfg) -> scoring.AnswerTargets | None:
+    """For an objective that decodes (scoring.DECODING_OBJECTIVES: MeZO Table 3's f1), every training example's
+    decoding context and gold answers, prepared as the evaluator prepares its prompts; None for every other
+    objective (nothing extra is built or attached)."""
+    if getattr(params, "objective", "loss") not in scoring.DECODING_OBJECTIVES:
+        return None
+    prompts = [task.prompt(ex) for ex in examples]
+    return scoring.answer_targets(tokenizer, prompts, eval_cfg["max_length"], eval_cfg["batch_size"])
+
+
 def evaluate_prompts(model, tokenizer, task, prompts, eval_cfg, device) -> dict:
     """The task's metric on a list of prompts: candidate scoring, or greedy generation + F1/EM."""
     if task.kind == GENERATION:
@@ -153,6 +163,8 @@ class Run:
     train_set: list  # encoded train_examples ([] when total is 0)
     trainer: Trainer
     pack: str | None  # how training batches are packed (scoring.packing_mode), None: right-padded
+    # the train set's decoding contexts and answers for an objective that decodes (f1); None otherwise
+    answer_targets: scoring.AnswerTargets | None = None
     # resume:
     header: dict = field(default_factory=dict)
     records: list[dict] = field(default_factory=list)  # the log's step records, the kept ones first
@@ -290,6 +302,7 @@ def prepare(
     # Evaluation-only methods (zero-shot, ICL) never batch the train split: skip tokenising it.
     max_length = cfg["eval"]["max_length"]
     train_set = _encode_train(tokenizer, task, train_examples, max_length) if total else []
+    targets = _answer_targets(params, tokenizer, task, train_examples, cfg["eval"]) if total else None
     trainer = as_trainer(module.build(model, params, cfg["seed"], **inputs), model, cfg["method"])
     # Probed after build: a method may have replaced layers (sparse_zo_int4's NF4 base).
     pack = scoring.packing_mode(model)
@@ -314,6 +327,7 @@ def prepare(
         train_set=train_set,
         trainer=trainer,
         pack=pack,
+        answer_targets=targets,
         spread=spread,
     )
 
@@ -431,10 +445,13 @@ def loop(run: Run, stop_after: int | None) -> bool:
     ):
         for step in range(len(records), total):
             t0 = time.perf_counter()
-            examples = [run.train_set[i] for i in sampler.indices(step)]
+            indices = sampler.indices(step)
             if sharded:  # this process's share of the batch (zoharness.distributed)
-                examples = examples[rank::n_processes]
+                indices = indices[rank::n_processes]
+            examples = [run.train_set[i] for i in indices]
             batch = scoring.collate(examples, run.tokenizer.pad_token_id, pack=run.pack).to(run.device)
+            if run.answer_targets is not None:  # an objective that decodes (f1): what it decodes and scores
+                batch.answer_targets = run.answer_targets.subset(indices)
             data_s = time.perf_counter() - t0
             out, elapsed = _timed_step(run, batch, step)
             sizes = {"n_examples": batch.n_examples, "n_tokens": batch.n_tokens, "n_padding": batch.n_padding}

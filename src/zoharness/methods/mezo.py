@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from zoharness.methods import added_later, require
 
 # Kept here, not imported from scoring: listing methods imports no torch
-OBJECTIVES = ("loss", "accuracy")
+OBJECTIVES = ("loss", "accuracy", "f1")
 OBJECTIVE_KINDS = {
     "loss": ("classification", "multiple_choice", "generation"),
     "accuracy": ("classification",),
+    "f1": ("generation",),
 }
 
 LABEL = "MeZO"
@@ -37,8 +38,9 @@ class Params:
     noise: str = "philox"
     # ZO-Bench's query budget: directional estimates averaged per step (2q forwards); 1 = MeZO's step
     queries: int = added_later(1)
-    # "loss": cross-entropy (the task's training objective); "accuracy": minus the batch accuracy, MeZO
-    # Table 3's non-differentiable objective (classification tasks)
+    # "loss": cross-entropy (the task's training objective); MeZO Table 3's non-differentiable objectives:
+    # "accuracy", minus the batch accuracy (classification tasks); "f1", minus the batch's mean SQuAD F1 of
+    # the greedy answers, decoded as the evaluator decodes (generation tasks; zoharness.scoring.negative_f1)
     objective: str = added_later("loss")
 
     def __post_init__(self):
