@@ -367,7 +367,7 @@ def listing(report: Path, paths: list[str]) -> dict:
     }
 
 
-def check_in_browser(report: Path, want: dict, shots: Path, chromium: str, timeout: float = 30) -> list[Path]:
+def check_in_browser(report: Path, want: dict, shots: Path, chromium: str, timeout: float = 90) -> list[Path]:
     """Open the unzipped report, click through Tables and one figure (`want`: listing()); the screenshots."""
     suite, tables, figures = want["suite"], want["tables"], want["figures"]
     if not tables or not figures:
