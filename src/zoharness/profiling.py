@@ -129,9 +129,9 @@ def device_name(device) -> str:
 def cpu_signature() -> dict:
     """The CPU's vendor family and model and the vector ISA torch dispatches to: hosts sold under one name
     ("AMD EPYC") differ by 2x in speed and round some kernels differently, so benchmarks record this."""
-    import torch
+    from zoharness.provenance import cpu_capability
 
-    info = {"cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    info = {"cpu_capability": cpu_capability()}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:

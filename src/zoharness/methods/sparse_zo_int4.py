@@ -92,8 +92,10 @@ def mask_corpus(params: Params, task: str, suite: str) -> str:
 
 
 def mask_stem(params: Params, model: str, task: str, suite: str) -> str:
-    density = format(params.density, "g")
-    return f"resources/masks/{model}/{mask_corpus(params, task, suite)}/density~{density}-{params.selection}"
+    from zoharness.sparse import mask_name
+
+    name = mask_name(format(params.density, "g"), params.selection)
+    return f"resources/masks/{model}/{mask_corpus(params, task, suite)}/{name}"
 
 
 class SparseZO(Trainer):

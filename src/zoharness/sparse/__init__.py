@@ -46,6 +46,11 @@ def sensitivity_inputs(corpus: str, bundled_dir: str, split_of_task) -> dict:
     return {}
 
 
+def mask_name(density, selection: str) -> str:
+    """A mask's file stem within its model/corpus folder (density as the suite or the wildcard spells it)."""
+    return f"density~{density}-{selection}"
+
+
 # Committed masks (a suite's `mask_cache: true`): resources/mask-cache/<model>/<corpus>/<stem>, the layout of
 # resources/masks/. Only masks selected from a sensitivity pass are cached (a random mask costs nothing).
 MASK_CACHE_DIR = Path("resources/mask-cache")
@@ -55,7 +60,7 @@ def cached_mask(
     model: str, corpus: str, density: str, selection: str, root: Path = MASK_CACHE_DIR
 ) -> Path | None:
     """The committed mask for these wildcards, or None (then the workflow runs the sensitivity pass)."""
-    path = Path(root) / model / corpus / f"density~{density}-{selection}.safetensors"
+    path = Path(root) / model / corpus / f"{mask_name(density, selection)}.safetensors"
     return path if path.exists() and path.with_suffix(".json").exists() else None
 
 

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 
 import torch
 
 from zoharness import models, profiling
-from zoharness.io import DataError, read_json, sha256_file, write_json_atomic
+from zoharness.io import DataError, atomic_open, read_json, sha256_file, write_json_atomic
 from zoharness.provenance import cpu_capability
 from zoharness.sparse import calibration, corpus_task, mask
 
@@ -132,9 +133,8 @@ def build_mask(
         # what the sensitivity step cost: in the stats only, so the mask file itself is byte-reproducible
         cost = {
             "calibration_version": source_info.get("calibration_version"),
-            "sensitivity_cpu_capability": source_info.get(
-                "cpu_capability"
-            ),  # the pass's rounding depends on it
+            # the pass's rounding depends on the vector ISA (AVX2 and AVX-512 hosts select different masks)
+            "sensitivity_cpu_capability": source_info.get("cpu_capability"),
             "sensitivity_time_s": source_info["wall_time_s"],
             "sensitivity_process_peak_rss_bytes": source_info.get("peak_rss_bytes"),
             **{k: v for k, v in source_info.items() if k.startswith("sensitivity_")},
@@ -185,18 +185,16 @@ def copy_cached_mask(
                 f"({model_ref}); rebuild the cache with `make mask-cache`, or set `mask_cache: false` in the "
                 "suite to compute the mask"
             )
-    digest = sha256_file(cached)
+    data = cached.read_bytes()  # hashed and installed from one read
+    digest = hashlib.sha256(data).hexdigest()
     if stats.get("mask_sha256") != digest:
         raise DataError(
             f"{cached}: its bytes (sha256 {digest}) are not the ones its .json records "
             f"({stats.get('mask_sha256')}); rebuild the cache with `make mask-cache`"
         )
     mask.load(cached)  # the format check
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_bytes(cached.read_bytes())
-    tmp.replace(out)
+    with atomic_open(out, "wb") as f:
+        f.write(data)
     stats = {**stats, "from_cache": str(cached)}
-    write_json_atomic(out.with_suffix(".json"), stats)
+    write_json_atomic(Path(out).with_suffix(".json"), stats)
     return stats
