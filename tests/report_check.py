@@ -299,15 +299,17 @@ class Browser:
             time.sleep(0.1)
         raise CheckFailed(f"the report did not show {what} within {timeout} s")
 
-    def click(self, element_js: str, what: str) -> None:
-        """A left click, as a mouse would, at the centre of the element `element_js` evaluates to."""
-        point = self.js(
+    def click(self, element_js: str, what: str, timeout: float = 30) -> None:
+        """A left click, as a mouse would, at the centre of the element `element_js` evaluates to, once that
+        point hits the element: the report styles itself with Tailwind's runtime after load, so an element's
+        box can still move when it first exists (a click at its old centre lands elsewhere)."""
+        hit = (
             f"(() => {{ const el = {element_js}; if (!el) return null; el.scrollIntoView({{block: 'center'}});"
-            " const r = el.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; })()"
+            " const r = el.getBoundingClientRect(); const x = r.x + r.width / 2, y = r.y + r.height / 2;"
+            " const top = document.elementFromPoint(x, y);"
+            " return top && (el === top || el.contains(top) || top.contains(el)) ? [x, y] : null; })()"
         )
-        if not point:
-            raise CheckFailed(f"no {what} to click")
-        x, y = point
+        x, y = self.wait_for(hit, f"{what} where it can be clicked", timeout)
         self.call("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": x, "y": y}, session=True)
         for kind in ("mousePressed", "mouseReleased"):
             self.call(
@@ -315,6 +317,27 @@ class Browser:
                 {"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1},
                 session=True,
             )
+
+    def click_until(self, element_js: str, what: str, shown_js: str, shown_what: str, timeout: float):
+        """Click `element_js` until `shown_js` is truthy (its value). A click can still be lost while the page
+        settles; clicking a report menu entry again only sets the same view."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.js(f"!!({element_js})"):
+                self.click(element_js, what, timeout=max(0.1, deadline - time.monotonic()))
+            try:
+                return self.wait_for(
+                    shown_js, shown_what, timeout=min(10.0, max(0.1, deadline - time.monotonic()))
+                )
+            except CheckFailed:
+                if time.monotonic() >= deadline:
+                    shown = self.js(
+                        "document.querySelector('nav') ? document.querySelector('nav').innerText : ''"
+                    )
+                    raise CheckFailed(
+                        f"the report did not show {shown_what} within {timeout} s after clicking {what};"
+                        f" the navbar read: {' '.join(str(shown).split())[:400]!r}"
+                    ) from None
 
     def screenshot(self, path: Path) -> None:
         data = self.call("Page.captureScreenshot", {"format": "png"}, session=True)["data"]
@@ -367,6 +390,26 @@ def listing(report: Path, paths: list[str]) -> dict:
     }
 
 
+def _wait_for_main_page(browser: Browser, suite: str, timeout: float) -> None:
+    """The main page, settled: its menu with Tables and Figures, the workflow description (it names the
+    suite) and the rule graph."""
+    browser.wait_for(
+        f"!!(document.querySelector('nav') && {_MENU_ITEM.format(name=json.dumps('Figures'))}"
+        f" && {_MENU_ITEM.format(name=json.dumps('Tables'))})",
+        "its menu with Tables and Figures",
+        timeout,
+    )
+    browser.wait_for(
+        f"document.body.innerText.includes({json.dumps('suite ' + suite)})",
+        f"the suite's name ({suite})",
+        timeout,
+    )
+    browser.wait_for(
+        "!!document.querySelector('.vega-embed canvas, .vega-embed svg')", "the rule graph", timeout
+    )
+    time.sleep(0.5)  # the rule graph's layout settles
+
+
 def check_in_browser(report: Path, want: dict, shots: Path, chromium: str, timeout: float = 90) -> list[Path]:
     """Open the unzipped report, click through Tables and one figure (`want`: listing()); the screenshots."""
     suite, tables, figures = want["suite"], want["tables"], want["figures"]
@@ -380,44 +423,36 @@ def check_in_browser(report: Path, want: dict, shots: Path, chromium: str, timeo
         browser = Browser(chromium)
         try:
             browser.open(page)
-            # the main page: menu, the workflow description (it names the suite) and the rule graph
-            browser.wait_for(
-                f"!!(document.querySelector('nav') && {_MENU_ITEM.format(name=json.dumps('Figures'))}"
-                f" && {_MENU_ITEM.format(name=json.dumps('Tables'))})",
-                "its menu with Tables and Figures",
-                timeout,
-            )
-            browser.wait_for(
-                f"document.body.innerText.includes({json.dumps('suite ' + suite)})",
-                f"the suite's name ({suite})",
-                timeout,
-            )
-            browser.wait_for(
-                "!!document.querySelector('.vega-embed canvas, .vega-embed svg')", "the rule graph", timeout
-            )
-            time.sleep(0.5)  # the rule graph's layout settles
+            _wait_for_main_page(browser, suite, timeout)
             written = [shots / "main.png"]
             browser.screenshot(written[-1])
 
-            browser.click(_MENU_ITEM.format(name=json.dumps("Tables")), "Tables menu entry")
-            browser.wait_for(
-                _rows_listing(tables), f"every table in the Tables list ({sorted(tables)})", timeout
+            browser.click_until(
+                _MENU_ITEM.format(name=json.dumps("Tables")),
+                "the Tables menu entry",
+                _rows_listing(tables),
+                f"every table in the Tables list ({sorted(tables)})",
+                timeout,
             )
             written.append(shots / "tables.png")
             browser.screenshot(written[-1])
 
             browser.open(page)  # back to the start, as a reader would, then Figures
-            browser.wait_for(f"!!{_MENU_ITEM.format(name=json.dumps('Figures'))}", "its menu", timeout)
-            browser.click(_MENU_ITEM.format(name=json.dumps("Figures")), "Figures menu entry")
-            browser.wait_for(
-                _rows_listing(figures), f"every figure in the Figures list ({sorted(figures)})", timeout
+            _wait_for_main_page(browser, suite, timeout)
+            browser.click_until(
+                _MENU_ITEM.format(name=json.dumps("Figures")),
+                "the Figures menu entry",
+                _rows_listing(figures),
+                f"every figure in the Figures list ({sorted(figures)})",
+                timeout,
             )
             view = (
                 "[...document.querySelectorAll('nav tbody tr')]"
                 f".find(tr => tr.cells[0].innerText.trim() === {json.dumps(shown)}).querySelector('td:last-child a')"
             )
-            browser.click(view, f"view button of the {shown} figure")
-            width = browser.wait_for(
+            width = browser.click_until(
+                view,
+                f"the view button of the {shown} figure",
                 f"(() => {{ const img = [...document.querySelectorAll('img')].find(i => i.src.endsWith("
                 f"{json.dumps('/' + shown + '.png')})); return img && img.complete && img.naturalWidth; }})()",
                 f"the {shown} figure's image",
@@ -426,11 +461,10 @@ def check_in_browser(report: Path, want: dict, shots: Path, chromium: str, timeo
             if width < 100:
                 raise CheckFailed(f"the {shown} figure shows as an image {width} px wide")
             # its info button: the navbar shows the figure's labels and caption beside the image
-            browser.click(
-                view.replace("td:last-child a", "td:last-child a:last-of-type"), f"{shown}'s info button"
-            )
             caption = " ".join(want["captions"][shown].split()[:6])
-            browser.wait_for(
+            browser.click_until(
+                view.replace("td:last-child a", "td:last-child a:last-of-type"),
+                f"{shown}'s info button",
                 f"document.querySelector('nav').innerText.replace(/\\s+/g, ' ').includes({json.dumps(caption)})",
                 f"the {shown} figure's caption ({caption!r})",
                 timeout,
