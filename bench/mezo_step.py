@@ -68,6 +68,8 @@ def settings(args, batch: scoring.Batch, device) -> dict:
         "seq_len": args.seq_len,
         "tokens_per_forward": int(batch.n_tokens),
         "dtype": args.dtype,
+        # benches without the flag load with zoharness.models.load's default, PyTorch's path
+        "cpu_linear": getattr(args, "cpu_linear", "aten"),
         "threads": args.threads,
         "repeats": args.repeats,
         "warmup": args.warmup,
@@ -128,7 +130,7 @@ def build_variant(name: str, model, threads: int):
 def memory_child(args) -> int:
     """Peak RSS of one variant's steps (or of inference forwards) after the model is loaded."""
     torch.set_num_threads(args.threads)
-    model, tok = models.load(args.model_ref, args.dtype)
+    model, tok = models.load(args.model_ref, args.dtype, cpu_linear=args.cpu_linear)
     batch = make_batch(tok, args.batch, args.seq_len)
     name = args.memory_child
     impl = None if name == "inference" else build_variant(name, model, args.threads)
@@ -148,7 +150,7 @@ def measure_memory(args) -> dict:
     for name in ("inference", *VARIANTS):
         cmd = [sys.executable, __file__, "--memory-child", name, "--model-ref", args.model_ref]
         cmd += ["--batch", str(args.batch), "--seq-len", str(args.seq_len), "--threads", str(args.threads)]
-        cmd += ["--dtype", args.dtype]
+        cmd += ["--dtype", args.dtype, "--cpu-linear", args.cpu_linear]
         done = subprocess.run(cmd, capture_output=True, text=True, check=True)
         out[name] = json.loads(done.stdout.strip().splitlines()[-1])
     base = out["inference"]["train_peak_bytes"]
@@ -166,6 +168,12 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--dtype", default="float32")
+    ap.add_argument(
+        "--cpu-linear",
+        default="onednn",
+        choices=["onednn", "aten"],
+        help="fp32 linear layers through oneDNN (the suites' default, zoharness.cpu_linear) or PyTorch's MKL path",
+    )
     ap.add_argument("--out", default=str(ROOT / "bench/out/mezo_step.json"))
     ap.add_argument("--no-memory", action="store_true", help="skip the per-variant memory children")
     ap.add_argument("--memory-child", help=argparse.SUPPRESS)
@@ -180,7 +188,7 @@ def main(argv=None) -> int:
         )
         return 2
     torch.set_num_threads(args.threads)
-    model, tok = models.load(args.model_ref, args.dtype)
+    model, tok = models.load(args.model_ref, args.dtype, cpu_linear=args.cpu_linear)
     batch = make_batch(tok, args.batch, args.seq_len)
 
     variants = {name: build_variant(name, model, args.threads) for name in VARIANTS}

@@ -70,6 +70,6 @@ def test_cli_check_config_reports_runs():
     from zoharness.config import load_suite, runs
 
     n = len(runs(load_suite(ROOT / "config/default.yaml")))
-    assert n == 7  # FT two seeds, the five other variants one each
+    assert n == 9  # FT, MeZO and sparse-ZO-int4 two seeds each, zero-shot and the two rephrase runs one
     out = cli("check-config", "config/default.yaml")
     assert out.returncode == 0 and f"config/default.yaml: valid; {n} runs" in out.stdout

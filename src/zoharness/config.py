@@ -293,7 +293,8 @@ def runs(cfg: dict) -> list[tuple[str, str, str, int]]:
 # moves results at rounding level or more, so Snakemake reruns every run.
 #   1  right-padded batches
 #   2  packed batches where the model supports them (zoharness.scoring), step phases in the log
-ENGINE_VERSION = 2
+#   3  fp32 linear layers on the CPU through oneDNN (zoharness.cpu_linear; the run config's cpu_linear)
+ENGINE_VERSION = 3
 
 
 def run_spec(cfg: dict, model: str, task: str, variant: str, seed: int) -> dict:
@@ -314,6 +315,7 @@ def run_spec(cfg: dict, model: str, task: str, variant: str, seed: int) -> dict:
         "seed": int(seed),
         "precision": {"weights": cfg["dtype"], "zo_noise": "float32", "update": cfg["dtype"]},
         "device": cfg["device"],
+        "cpu_linear": cfg["cpu_linear"],
         "data": cfg["data"],
         "eval": cfg["eval"],
         # Only in suites that explain this variant (zoharness.influence): a run that cannot replay saves

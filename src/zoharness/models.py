@@ -280,10 +280,17 @@ def load_tokenizer(model_ref_path: str | Path):
     return tokenizer
 
 
-def load(model_ref_path: str | Path, dtype: str = "float32", device: str = "cpu", spread: dict | None = None):
+def load(
+    model_ref_path: str | Path,
+    dtype: str = "float32",
+    device: str = "cpu",
+    spread: dict | None = None,
+    cpu_linear: str = "aten",
+):
     """Load (model, tokenizer) from a prepared model_ref.json, in eval mode (dropout off, as MeZO). `spread`:
     from_pretrained's device_map arguments (zoharness.devices.spread_device_map) for a model placed over
-    several GPUs; the model is then not moved to `device`."""
+    several GPUs; the model is then not moved to `device`. `cpu_linear`: how its fp32 linear layers run on
+    the CPU (zoharness.cpu_linear; runs pass their config's, everything else keeps PyTorch's)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
 
@@ -310,4 +317,7 @@ def load(model_ref_path: str | Path, dtype: str = "float32", device: str = "cpu"
     if spread is None:
         model.to(device)
     model.eval()
+    from zoharness import cpu_linear as linear_backends
+
+    linear_backends.use(model, cpu_linear)
     return model, tokenizer

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from zoharness import models
+from zoharness.cpu_linear import linear_backend
 from zoharness.io import DataError, check_artifact_format, read_json, sha256_file, write_json_atomic
 from zoharness.methods import get_method, method_hooks
 from zoharness.trainer import as_trainer
@@ -149,7 +150,9 @@ def replay(run_dir, model_ref, out_dir=None, upto: int | None = None, inputs: di
     module = get_method(cfg["method"])
     wanted = method_hooks(module).inputs
     used_inputs = _resolve_inputs(header, log_path, cfg["method"], wanted, inputs or {})
-    model, tokenizer = models.load(model_ref, cfg["precision"]["weights"], "cpu")
+    model, tokenizer = models.load(
+        model_ref, cfg["precision"]["weights"], "cpu", cpu_linear=linear_backend(cfg)
+    )
     input_paths = {n: e["path"] for n, e in used_inputs.items()}
     trainer = as_trainer(
         module.build(model, module.Params(**cfg["params"]), cfg["seed"], **input_paths),

@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from zoharness import distributed, generation, models, scoring
 from zoharness.checkpoints import best_checkpoint, checkpoint_steps, curve_from_records
+from zoharness.cpu_linear import linear_backend
 from zoharness.data import Split, data_dir, load_split
 from zoharness.devices import check_gpu_memory, check_no_offload, pick_device, spread_device_map
 from zoharness.io import (
@@ -286,14 +287,18 @@ def prepare(
     if distributed.launched():  # FSDP: one process per GPU, started by torchrun (the train rule)
         device = _fsdp_device(module, params, cfg, device)
         # loaded on the host, then sharded onto the devices
-        model, tokenizer = models.load(model_ref_path, cfg["precision"]["weights"], "cpu")
+        model, tokenizer = models.load(
+            model_ref_path, cfg["precision"]["weights"], "cpu", cpu_linear=linear_backend(cfg)
+        )
         distributed.shard(model, device)
     else:
         if device.type == "cuda" and gpus > 1:
             # Layers spread over the GPUs (MeZO's device_map='auto'); each weight keeps its seeded noise
             # wherever it lives (zoharness.philox: z is a function of the tensor's seed and index only).
             spread = spread_device_map(gpus)
-        model, tokenizer = models.load(model_ref_path, cfg["precision"]["weights"], device, spread)
+        model, tokenizer = models.load(
+            model_ref_path, cfg["precision"]["weights"], device, spread, linear_backend(cfg)
+        )
         if spread is not None:
             check_no_offload(model)
     total = module.num_steps(params, len(split.train), task.kind)
@@ -531,7 +536,13 @@ def _rewind(run: Run, steps_done: int) -> None:
     if run.trainer.can_replay:
         run.model = run.trainer = None  # let the trained weights go before the base is loaded again
         gc.collect()
-        model, _ = models.load(run.model_ref_path, run.cfg["precision"]["weights"], run.device, run.spread)
+        model, _ = models.load(
+            run.model_ref_path,
+            run.cfg["precision"]["weights"],
+            run.device,
+            run.spread,
+            linear_backend(run.cfg),
+        )
         trainer = as_trainer(
             run.module.build(model, run.params, run.cfg["seed"], **run.inputs), model, run.cfg["method"]
         )

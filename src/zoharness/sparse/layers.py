@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from zoharness import cpu_linear
 from zoharness.io import BackendUnavailableError
 from zoharness.profiling import tensor_bytes
 from zoharness.sparse import BASES
@@ -51,6 +52,8 @@ class SparseDeltaLinear(nn.Module):
         w = linear.weight.detach()
         self.in_features, self.out_features, self.base_kind = linear.in_features, linear.out_features, base
         self.compute_dtype = w.dtype
+        # the replaced layer's CPU backend (zoharness.cpu_linear), kept for W_eff's matmul
+        self._linear = cpu_linear.linear if type(linear) is cpu_linear.OneDNNLinear else nn.functional.linear
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach(), requires_grad=False)
         self.register_buffer("index", index.to(device=w.device, dtype=torch.long), persistent=False)
         if base == "dense":
@@ -75,7 +78,7 @@ class SparseDeltaLinear(nn.Module):
         return w
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.linear(x, self.effective_weight().to(x.dtype), self.bias)
+        return self._linear(x, self.effective_weight().to(x.dtype), self.bias)
 
     def memory(self) -> dict[str, int]:
         base = (

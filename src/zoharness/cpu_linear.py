@@ -1,0 +1,118 @@
+"""fp32 linear layers on the CPU through oneDNN rather than MKL's sgemm.
+
+Why: PyTorch's x86 CPU wheels send an fp32 `F.linear` to MKL, and MKL runs its AVX2 kernels on AMD CPUs even
+where the CPU has AVX-512. oneDNN, bundled in the same wheel (`torch.ops.mkldnn`), dispatches on the CPU's own
+features. For SmolLM2-135M's shapes (about 200 rows against 576x1536 weights) on one core of an AMD EPYC Zen 5,
+oneDNN ran the forward GEMM at 171-188 GFLOPS against MKL's 79-87, and both backward GEMMs alike
+(`tests/test_cpu_linear.py` checks the numbers; `bench/cpu_linear.py` measures the speed). Linear layers are
+84% of a forward on the CPU, so every forward pass, ZO step, FT step and evaluation gains.
+
+What stays the same: IEEE fp32 throughout (no bf16 or tf32 reduction; oneDNN's fp32 matmul is only reduced
+when `torch.backends.mkldnn`'s fp32 precision says so, which this module never sets), results independent of
+the thread count, bit-identical from call to call, and the weight tensor is the module's own Parameter, read
+at every call, so in-place updates (ZO's perturbations) are seen. What changes: the summation order, so
+outputs differ from MKL's at rounding level (about 1e-6 relative): an engine version (zoharness.config).
+
+`backend`: "onednn" routes every fp32 CPU call through oneDNN (any other dtype or device goes to F.linear as
+before); "aten" is PyTorch's own path, the default of `zoharness.models.load`, so callers that do not ask
+(the sensitivity pass behind the committed mask, tests, lm-eval) keep MKL's numbers.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+BACKENDS = ("onednn", "aten")
+DEFAULT = "aten"  # the library's; run configs choose their own (config schema: cpu_linear)
+
+
+def available() -> bool:
+    """Whether this torch build has oneDNN's fp32 linear kernel."""
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+def _onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+
+def _fits(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    return (
+        x.device.type == "cpu"
+        and weight.device.type == "cpu"
+        and x.dtype == torch.float32
+        and weight.dtype == torch.float32
+        and x.numel() > 0
+    )
+
+
+class _LinearFunction(torch.autograd.Function):
+    """y = x Wᵀ + b with all three GEMMs (forward, grad_x, grad_W) in oneDNN; oneDNN's op has no autograd."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return _onednn(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        grad_x = grad_w = grad_b = None
+        grad2d = grad.reshape(-1, grad.shape[-1])
+        if ctx.needs_input_grad[0]:
+            grad_x = _onednn(grad, weight.t(), None)  # g W: oneDNN reads the transposed view as it is
+        if ctx.needs_input_grad[1]:
+            grad_w = _onednn(grad2d.t(), x.reshape(-1, x.shape[-1]).t(), None)  # gᵀ x
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad2d.sum(0)
+        return grad_x, grad_w, grad_b
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """F.linear, through oneDNN where x and weight are fp32 on the CPU (F.linear otherwise)."""
+    if not _fits(x, weight):
+        return nn.functional.linear(x, weight, bias)
+    if torch.is_grad_enabled() and (
+        x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
+    ):
+        return _LinearFunction.apply(x, weight, bias)
+    return _onednn(x, weight, bias)
+
+
+class OneDNNLinear(nn.Linear):
+    """An nn.Linear whose forward is `linear` above; the same parameters, state dict and isinstance."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return linear(x, self.weight, self.bias)
+
+
+def use(model: nn.Module, backend: str) -> int:
+    """Route `model`'s nn.Linear layers through `backend`; the number of layers routed through oneDNN.
+    Swaps each layer's class in place (parameters untouched), so wrappers that look for nn.Linear (peft,
+    sparse_zo_int4's layer replacement) still find them."""
+    if backend not in BACKENDS:
+        raise ValueError(f"cpu_linear must be one of {BACKENDS}, got {backend!r}")
+    if backend == "onednn" and not available():
+        raise RuntimeError(
+            "cpu_linear: onednn needs a torch build with oneDNN (torch.backends.mkldnn); this one has none: "
+            "set cpu_linear: aten"
+        )
+    routed = 0
+    for module in model.modules():
+        if backend == "onednn" and type(module) is nn.Linear:
+            module.__class__ = OneDNNLinear
+        elif backend == "aten" and type(module) is OneDNNLinear:
+            module.__class__ = nn.Linear
+        routed += type(module) is OneDNNLinear
+    return routed
+
+
+def backend_of(model: nn.Module) -> str:
+    """ "onednn" when any of `model`'s linear layers goes through oneDNN, else "aten"."""
+    return "onednn" if any(type(m) is OneDNNLinear for m in model.modules()) else "aten"
+
+
+def linear_backend(run_cfg: dict) -> str:
+    """A run config's backend; configs written before engine 3 have no `cpu_linear` and ran PyTorch's."""
+    return run_cfg.get("cpu_linear", "aten")
