@@ -63,6 +63,7 @@ def make_batch(tokenizer, batch: int, seq_len: int) -> scoring.Batch:
 
 def settings(args, batch: scoring.Batch, device) -> dict:
     """What every timing in a step benchmark's JSON was measured with."""
+    device = torch.device(device)
     return {
         "batch": args.batch,
         "seq_len": args.seq_len,
