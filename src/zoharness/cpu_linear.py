@@ -20,8 +20,16 @@ before); "aten" is PyTorch's own path, the default of `zoharness.models.load`, s
 
 from __future__ import annotations
 
+import os
+
 import torch
 from torch import nn
+
+# oneDNN keeps one primitive (a JIT-compiled kernel and its buffers) per distinct input shape, up to 1024 by
+# default; packed batches vary in length every step, so the cache grew a run's RSS by 300-800 MB (session 29's
+# default suite). 16 holds the four weight shapes of the current batch and the last few at no measured cost in
+# speed. Read by oneDNN when it creates its first primitive, hence here, before any; a user's setting wins.
+os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16")
 
 BACKENDS = ("onednn", "aten")
 DEFAULT = "aten"  # the library's; run configs choose their own (config schema: cpu_linear)
