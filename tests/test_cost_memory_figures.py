@@ -77,3 +77,50 @@ def test_suite_figures_write_cost_and_memory_for_the_smoke_fixtures(tmp_path):
     names = {p.name for p in paths}
     assert {"cost.png", "cost.pdf", "memory.png", "memory.pdf"} <= names
     assert all(p.stat().st_size > 0 for p in paths)
+
+
+def _curves(rows):
+    cols = ["model", "task", "variant", "method", "label", "seed", "step", "loss", "forward_passes"]
+    return pd.DataFrame([dict(zip(cols, r, strict=True)) for r in rows])
+
+
+def test_a_grid_draws_only_each_methods_dev_selected_variant():
+    from zoharness.plotting import dev_selected
+
+    curves = _curves(
+        [("m", "sst2", v, meth, v.upper(), s, 0, 1.0, 2)
+         for v, meth in [("mezo_a", "mezo"), ("mezo_b", "mezo"), ("fo_a", "fo")] for s in (0, 1)]
+    )  # fmt: skip
+    wide = pd.DataFrame(
+        {"model": ["m"] * 3, "variant": ["mezo_a", "mezo_b", "fo_a"], "label": ["A", "B", "F"],
+         "sst2": [60.0, 55.0, 80.0], "sst2_std": [1.0, 1.0, 1.0], "sst2_dev": [70.0, 72.5, 81.0]}
+    )  # fmt: skip
+    kept, note = dev_selected(curves, wide)
+    # mezo_b wins on dev although mezo_a has the better test score: selection never looks at test
+    assert sorted(set(kept["variant"])) == ["fo_a", "mezo_b"] and len(kept) == 4
+    assert "dev-selected" in note
+    fig = cost_figure(kept, "s", note)
+    assert len(fig.axes[0].get_lines()) == 2 and "dev-selected" in fig._suptitle.get_text()
+
+
+def test_without_a_grid_the_curves_are_drawn_as_they_are():
+    from zoharness.plotting import dev_selected
+
+    curves = _curves(
+        [("m", "sst2", "mezo", "mezo", "MeZO", 0, 0, 1.0, 2), ("m", "sst2", "fo", "fo", "FT", 0, 0, 1.0, 1)]
+    )
+    wide = pd.DataFrame({"model": ["m", "m"], "variant": ["mezo", "fo"], "sst2_dev": [60.0, 70.0]})
+    kept, note = dev_selected(curves, wide)
+    assert kept.equals(curves) and note == ""
+
+
+def test_many_lines_get_distinct_styles_and_a_legend_outside_the_axes():
+    from zoharness.plotting import line_style
+
+    curves = _curves(
+        [("m", "sst2", f"v{i}", f"meth{i}", f"V{i}", 0, s, 1.0, s + 1) for i in range(12) for s in range(3)]
+    )
+    ax = cost_figure(curves, "s").axes[0]
+    styles = {(line.get_color(), line.get_linestyle()) for line in ax.get_lines()}
+    assert len(styles) == 12 and line_style(0) != line_style(10)
+    assert ax.get_legend()._bbox_to_anchor is not None  # anchored beside the axes

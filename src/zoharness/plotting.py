@@ -22,12 +22,12 @@ def _smooth(y: np.ndarray, window: int) -> np.ndarray:
     return np.convolve(y, kernel, mode="valid")
 
 
-def plot_mean_loss(ax, runs: list[np.ndarray], label: str) -> None:
+def plot_mean_loss(ax, runs: list[np.ndarray], label: str, **style) -> None:
     """One line: the seeds' losses cut to the shortest run, averaged, then a moving average of n/25 steps."""
     n = min(len(r) for r in runs)
     window = max(1, n // 25)
     smoothed = _smooth(np.mean([r[:n] for r in runs], axis=0), window)
-    ax.plot(np.arange(len(smoothed)) + window, smoothed, label=f"{label} (seeds={len(runs)})")
+    ax.plot(np.arange(len(smoothed)) + window, smoothed, label=f"{label} (seeds={len(runs)})", **style)
 
 
 def save_figure(fig, out_dir: str | Path, stem: str) -> list[Path]:
@@ -53,20 +53,23 @@ def seed_losses(curves: pd.DataFrame) -> dict[tuple, dict[str, list[np.ndarray]]
     return out
 
 
-def loss_figure(curves: pd.DataFrame, suite: str):
-    """One panel per (model, task); one line per method (mean over seeds, moving average)."""
+def loss_figure(curves: pd.DataFrame, suite: str, note: str = ""):
+    """One panel per (model, task); one line per method (mean over seeds, moving average); `note` (what
+    the lines are) goes under the title."""
     by_panel = seed_losses(curves)
     panels = sorted(by_panel)
-    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(5.5 * max(len(panels), 1), 3.8), squeeze=False)
+    fig, axes = plt.subplots(
+        1, max(len(panels), 1), figsize=(5.5 * max(len(panels), 1), 3.8), squeeze=False, layout="constrained"
+    )
     for ax, key in zip(axes[0], panels, strict=False):
-        for label, runs in sorted(by_panel[key].items()):
-            plot_mean_loss(ax, runs, label)
+        for i, (label, runs) in enumerate(sorted(by_panel[key].items())):
+            plot_mean_loss(ax, runs, label, **line_style(i))
         ax.set(title=f"{key[0]} · {key[1]}", xlabel="step", ylabel="train loss (moving avg)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        place_legend(ax, len(by_panel[key]))
     if not panels:
         axes[0][0].text(0.5, 0.5, "no training runs", ha="center")
-    fig.suptitle(f"Training loss: suite {suite}", fontsize=10)
+    fig.suptitle(f"Training loss: suite {suite}" + (f"\n{note}" if note else ""), fontsize=10)
     return fig
 
 
@@ -169,7 +172,8 @@ def suite_figures(
     table_csv, curves_csv, out_dir, suite: str, checkpoints_csv=None, claims_csv=None, details_csv=None
 ) -> list[Path]:
     """The `figures` rule: loss.{png,pdf} and cost.{png,pdf} (loss against forward passes) from the curves
-    table, accuracy.{png,pdf} from the table, and, when given, checkpoints.{png,pdf} (dev/test curves),
+    table (each method's dev-selected variant where a suite sweeps a grid: `dev_selected`), accuracy.{png,pdf}
+    from the table, and, when given, checkpoints.{png,pdf} (dev/test curves),
     claims.{png,pdf} (effects with CIs) and memory.{png,pdf} (bytes by component, from the details)."""
     from zoharness.tables import read_curves, task_label
     from zoharness.tasks import get_task
@@ -177,11 +181,11 @@ def suite_figures(
     wide = pd.read_csv(table_csv)
     tasks = [c for c in wide.columns if f"{c}_std" in wide.columns and not c.endswith("_dev")]
     labels = {t: task_label(get_task(t)) for t in tasks}
-    curves = read_curves(curves_csv)
-    paths = save_figure(loss_figure(curves, suite), out_dir, "loss") + save_figure(
+    curves, note = dev_selected(read_curves(curves_csv), wide)
+    paths = save_figure(loss_figure(curves, suite, note), out_dir, "loss") + save_figure(
         accuracy_figure(wide, suite, labels), out_dir, "accuracy"
     )
-    paths += save_figure(cost_figure(curves, suite), out_dir, "cost")
+    paths += save_figure(cost_figure(curves, suite, note), out_dir, "cost")
     if checkpoints_csv is not None:
         table = pd.read_csv(checkpoints_csv, dtype={"model": str, "task": str, "variant": str, "label": str})
         paths += save_figure(checkpoint_figure(table, suite), out_dir, "checkpoints")
@@ -197,34 +201,80 @@ def suite_figures(
     return paths
 
 
-def cost_figure(curves: pd.DataFrame, suite: str):
+def cost_figure(curves: pd.DataFrame, suite: str, note: str = ""):
     """Training loss against forward passes spent (ZO-Bench's cost axis: a ZO step costs 2q forwards, an
     FO step one forward and one backward), one panel per (model, task), one line per method (mean over
-    seeds, moving average); runs whose logs carry no forward-pass count are left out."""
+    seeds, moving average); runs whose logs carry no forward-pass count are left out. `note` (what the
+    lines are, e.g. dev-selected variants) goes under the title."""
     have = curves.dropna(subset=["forward_passes"]) if "forward_passes" in curves else curves.iloc[0:0]
     panels = sorted({(m, t) for m, t in zip(have["model"], have["task"], strict=True)})
-    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(5.5 * max(len(panels), 1), 3.8), squeeze=False)
+    fig, axes = plt.subplots(
+        1, max(len(panels), 1), figsize=(6.5 * max(len(panels), 1), 4.2), squeeze=False, layout="constrained"
+    )
     if not panels:
         axes[0, 0].text(0.5, 0.5, "no forward-pass counts in the curves table", ha="center", va="center")
         axes[0, 0].set_axis_off()
         return fig
     for ax, (model, task) in zip(axes[0], panels, strict=False):
         panel = have[(have["model"] == model) & (have["task"] == task)]
-        for label, runs in panel.groupby("label", sort=False):
+        for i, (label, runs) in enumerate(panel.groupby("label", sort=False)):
             seeds = [r.sort_values("step") for _, r in runs.groupby(["variant", "seed"], sort=False)]
             n = min(len(r) for r in seeds)
             window = max(1, n // 25)
             loss = _smooth(np.mean([r["loss"].to_numpy()[:n] for r in seeds], axis=0), window)
             passes = np.mean([r["forward_passes"].to_numpy(dtype=float)[:n] for r in seeds], axis=0)
-            ax.plot(passes[window - 1 :], loss, label=f"{label} (seeds={len(seeds)})")
+            ax.plot(passes[window - 1 :], loss, label=f"{label} (seeds={len(seeds)})", **line_style(i))
         ax.set(
             xscale="log", xlabel="forward passes (cumulative; FO's backward not counted)", ylabel="train loss"
         )
         ax.set_title(f"{model} · {task}", fontsize=10)
-        ax.legend(fontsize=7)
+        place_legend(ax, len(panel["label"].unique()))
         ax.grid(alpha=0.3)
-    fig.suptitle(f"Loss against forward passes: suite {suite}", fontsize=11)
+    fig.suptitle(f"Loss against forward passes: suite {suite}" + (f"\n{note}" if note else ""), fontsize=11)
     return fig
+
+
+def line_style(i: int) -> dict:
+    """Colour and dash for the i-th line: ten colours, then the next dash pattern, so 40 lines stay apart."""
+    return {"color": f"C{i % 10}", "linestyle": ["-", "--", ":", "-."][(i // 10) % 4]}
+
+
+def place_legend(ax, n_lines: int) -> None:
+    """Inside the axes for a few lines; outside, to the right, once it would cover the curves."""
+    if n_lines <= 6:
+        ax.legend(fontsize=7)
+    else:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+
+
+def dev_selected(curves: pd.DataFrame, wide: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The curves of each method's dev-selected variant only (a learning-rate grid draws one line per
+    method, as the table's "selected on dev" section reads), with a note saying so; the curves unchanged
+    where no method has more than one variant. Selection is zoharness.tables.best_on_dev on the table's
+    mean dev score of each (model, task, variant); a variant without a dev score is never selected over
+    one with it."""
+    from zoharness.tables import best_on_dev
+
+    if curves.empty or "method" not in curves or "variant" not in wide:
+        return curves, ""
+    keep = []
+    grid = False
+    for (model, task, _method), grp in curves.groupby(["model", "task", "method"], sort=False):
+        variants = list(dict.fromkeys(grp["variant"]))
+        dev_col = f"{task}_dev"
+        if len(variants) == 1 or dev_col not in wide:
+            keep.extend((model, task, v) for v in variants)
+            continue
+        grid = True
+        rows = wide[(wide["model"] == model) & wide["variant"].isin(variants)]
+        scored = pd.DataFrame({"variant": rows["variant"], "dev_mean": pd.to_numeric(rows[dev_col])})
+        scored = scored.dropna()
+        chosen = best_on_dev(scored)["variant"] if len(scored) else variants[0]
+        keep.append((model, task, chosen))
+    if not grid:
+        return curves, ""
+    mask = [k in set(keep) for k in zip(curves["model"], curves["task"], curves["variant"], strict=True)]
+    return curves[mask], "each method's dev-selected variant (best mean dev score over its grid)"
 
 
 # Memory a method holds beyond the model's weights, by metrics.json key suffix (every method reports its
