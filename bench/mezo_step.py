@@ -13,6 +13,9 @@ position), the same call a MeZO step makes twice. Variants:
   philox/none ZOSGD with counter-based Philox normals generated inside each pass by the C kernel
               (MeZO version 2's default): three fused passes, no z in memory.
   philox/step the same values, z kept for the step.
+  philox/none/deferred  philox/none as the training loop runs it: each step's update left pending and
+              applied in the next step's first pass, both seeds in one sweep (zoharness.zo: the same
+              bits, two sweeps over the weights per step instead of three).
 A ratio of 1.0 means the perturbation work is free; 2 forwards are the floor of a MeZO step.
 
 Memory: each variant (and "inference": the objective's forward, twice per round) runs again in a child
@@ -109,14 +112,14 @@ class ReferenceMeZO:
             p.data = p.data - self.lr * g * z
 
 
-VARIANTS = ("reference", "torch/none", "torch/step", "philox/none", "philox/step")
+VARIANTS = ("reference", "torch/none", "torch/step", "philox/none", "philox/step", "philox/none/deferred")
 
 
 def build_variant(name: str, model, threads: int):
     if name == "reference":
         return ReferenceMeZO(model, lr=1e-7, eps=1e-3)
-    generator, cache = name.split("/")
-    return ZOSGD(
+    generator, cache, *mode = name.split("/")
+    zo = ZOSGD(
         model,
         trainable_parameters(model),
         lr=1e-7,
@@ -126,6 +129,8 @@ def build_variant(name: str, model, threads: int):
         threads=threads,
         generator=generator,
     )
+    zo.defer(mode == ["deferred"])
+    return zo
 
 
 def memory_child(args) -> int:
@@ -232,7 +237,7 @@ def main(argv=None) -> int:
             "step_times_s": times[name],
             "ratio_to_2_forwards": ratio,
         }
-        line = f"{name:12s} step median {med:.3f} s   ratio step/(2*forward) = {ratio:.2f}"
+        line = f"{name:20s} step median {med:.3f} s   ratio step/(2*forward) = {ratio:.2f}"
         if name in phases:  # medians of each phase over the timed repeats (ZOSGD's PhaseTimer)
             med_phases = {k: statistics.median(p[k] for p in phases[name]) for k in phases[name][0]}
             result["variants"][name]["phase_medians_s"] = med_phases
@@ -242,7 +247,7 @@ def main(argv=None) -> int:
         result["memory"] = measure_memory(args)
         for name, m in result["memory"].items():
             print(
-                f"{name:12s} peak RSS over steps {m['train_peak_bytes'] / 2**30:.3f} GiB = {m['peak_ratio_to_inference']:.3f} x inference"
+                f"{name:20s} peak RSS over steps {m['train_peak_bytes'] / 2**30:.3f} GiB = {m['peak_ratio_to_inference']:.3f} x inference"
             )
     write_json_atomic(args.out, result)
     print(f"wrote {args.out}")

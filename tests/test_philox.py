@@ -68,6 +68,32 @@ def test_fused_axpy_adds_the_float32_product_and_equals_the_reference():
     assert torch.equal(_bits(x), _bits(expected))
 
 
+@pytest.mark.parametrize("start,n", RANGES + [(17, 70_001)])
+def test_the_two_seed_pass_equals_two_axpy_passes_bit_for_bit(start, n):
+    """A ZO step's deferred update fused with the next perturbation (zoharness.zo) changes no bit."""
+    x = torch.randn(n, generator=torch.Generator().manual_seed(n))
+    two = philox.axpy_(philox.axpy_(x.clone(), SEEDS[3], 1e-3 - 2.5e-5, start), SEEDS[1], 1e-3, start)
+    one = philox.axpy2_(x.clone(), SEEDS[3], 1e-3 - 2.5e-5, SEEDS[1], 1e-3, start)
+    assert torch.equal(_bits(one), _bits(two))
+
+
+@pytest.mark.parametrize("path", list(SIMD_PATHS))
+def test_every_simd_path_of_the_two_seed_pass_gives_the_two_passes_bits(path, tmp_path):
+    if not philox.kernel_available():
+        pytest.skip("no C compiler: the reference path is the only one")
+    if path != "portable" and not _cpu_has({"avx512": "avx512f", "avx2": "avx2"}[path]):
+        pytest.skip(f"this CPU has no {path}")
+    lib = ctypes.CDLL(str(philox._build(tmp_path, SIMD_PATHS[path])))
+    u64, f32 = ctypes.c_uint64, ctypes.c_float
+    lib.zo_philox_gauss_axpy2.argtypes = [ctypes.c_void_p, u64, u64, u64, f32, u64, f32]
+    for start, n in RANGES:
+        x = torch.randn(n, generator=torch.Generator().manual_seed(1))
+        expected = x + philox.reference(start, n, SEEDS[2]) * 0.75
+        expected = expected + philox.reference(start, n, SEEDS[4]) * -0.125
+        lib.zo_philox_gauss_axpy2(x.data_ptr(), start, n, SEEDS[2], 0.75, SEEDS[4], -0.125)
+        assert torch.equal(_bits(x), _bits(expected)), (path, start)
+
+
 # Random123's known-answer vectors for philox4x32, 10 rounds (kat_vectors: counter, key -> output).
 KAT = [
     ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),

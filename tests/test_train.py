@@ -78,6 +78,42 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path, model_refs):
     assert not (run_dir / ".inprogress").exists()
 
 
+@pytest.mark.parametrize("method", ["mezo", "mezo_lora"])
+def test_the_loops_deferred_updates_change_no_bit(tmp_path, model_refs, monkeypatch, method):
+    """The loop lets each ZO step's update wait for the next step's first pass (zoharness.zo): with mid-run
+    checkpoints (settled before each evaluation) the log, the checkpoints' scores, the reported scores and
+    the predictions equal a run whose steps update at once."""
+    from zoharness import models, philox
+    from zoharness.methods import get_method
+    from zoharness.zo import ZOSGD
+
+    m = get_method(method)
+    model, _ = models.load(model_refs["llama"])
+    inputs = m.smoke_inputs(model, [], tmp_path) if getattr(m, "INPUTS", ()) else {}
+
+    def run(root):
+        run_dir, split = make_run(root, method, MEZO, eval={"checkpoints": 3})
+        metrics = train(
+            run_dir / "run_config.json", split, model_refs["llama"], run_dir, threads=1, inputs=inputs
+        )
+        return run_dir, metrics
+
+    fused = []
+    axpy2 = philox.axpy2_
+    monkeypatch.setattr(philox, "axpy2_", lambda *a, **k: fused.append(1) or axpy2(*a, **k))
+    deferred_dir, deferred = run(tmp_path / "deferred")
+    assert fused, "no step fused its update into the next pass"
+    monkeypatch.setattr(ZOSGD, "_defers", lambda self: False)
+    direct_dir, direct = run(tmp_path / "direct")
+    _, a = read_train_log(deferred_dir / "train_log.jsonl")
+    _, b = read_train_log(direct_dir / "train_log.jsonl")
+    assert [r.get("checkpoint") for r in a if "checkpoint" in r], "no mid-run checkpoint"
+    assert _strip_timing(a) == _strip_timing(b)
+    for key in ("dev_accuracy", "test_accuracy", "best_step", "final_train_loss"):
+        assert deferred.get(key) == direct.get(key), key
+    assert (deferred_dir / "predictions.json").read_bytes() == (direct_dir / "predictions.json").read_bytes()
+
+
 def test_replayed_model_equals_trained_model(tmp_path, model_refs):
     """Rebuild the final weights from base + log and check they score exactly as the run did."""
     from zoharness import models, scoring

@@ -225,3 +225,77 @@ def test_a_variant_with_its_own_distribution_refuses_the_philox_generator(tiny):
             threads=1,
             generator="philox",
         )
+
+
+def _train_deferred(model, tok, split, steps, **kw):
+    zo = _zosgd(model, **kw)
+    zo.defer(True)
+    batch = _batch(tok, split)
+    records = [zo.step(batch, t) for t in range(steps)]
+    return zo, records
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_deferred_update_fused_into_the_next_pass_changes_no_bit(tiny, small_split, threads, monkeypatch):
+    """The training loop defers each step's update into the next step's first pass (philox.axpy2_): the
+    losses, projected gradients and settled weights are those of the step that updates at once."""
+    from zoharness import philox
+
+    model, tok = tiny
+    ref_model = copy.deepcopy(model)
+    ref = _train(ref_model, tok, small_split, 4, cache=False, threads=2, generator="philox")
+    fused_calls = []
+    axpy2 = philox.axpy2_
+    monkeypatch.setattr(philox, "axpy2_", lambda *a, **k: fused_calls.append(1) or axpy2(*a, **k))
+    zo, got = _train_deferred(model, tok, small_split, 4, cache=False, threads=threads, generator="philox")
+    assert fused_calls, "no pass fused two seeds"
+    assert zo._pending is not None  # the last step's update waits for the next pass
+    unsettled = _params(model)
+    zo.settle()
+    assert zo._pending is None
+    assert any(not torch.equal(unsettled[n], p) for n, p in model.named_parameters())
+    assert [r["loss_plus"] for r in got] == [r["loss_plus"] for r in ref]
+    assert [r["projected_grad"] for r in got] == [r["projected_grad"] for r in ref]
+    for (n, a), (_, b) in zip(model.named_parameters(), ref_model.named_parameters(), strict=True):
+        assert torch.equal(a, b), n
+
+
+@pytest.mark.parametrize(
+    "kw", [{"generator": "torch"}, {"generator": "philox", "cache": True}, {"queries": 2}]
+)
+def test_only_plain_philox_zo_sgd_defers(tiny, small_split, kw):
+    """The torch generator, the z cache and q > 1 update at once: their step leaves nothing pending."""
+    model, tok = tiny
+    zo, _ = _train_deferred(
+        model, tok, small_split, 2, **{"cache": False, "threads": 1, "generator": "philox", **kw}
+    )
+    assert zo._pending is None
+
+
+def test_a_variant_with_its_own_update_never_defers(tiny, small_split):
+    from zoharness.zo import StatefulZO
+
+    class Halved(StatefulZO):
+        def apply(self, i, t, direction, scale, lr):
+            t.add_(direction.to(t.dtype), alpha=-lr * scale / 2)
+
+    model, tok = tiny
+    zo = Halved(model, trainable_parameters(model), lr=1e-2, eps=1e-3, run_seed=1, cache=False, threads=1,
+                generator="philox")  # fmt: skip
+    zo.defer(True)
+    zo.step(_batch(tok, small_split), 0)
+    assert zo.noise.fuses  # the noise could fuse: the overridden update is what keeps it from deferring
+    assert zo._pending is None and not zo._defers()
+
+
+def test_replay_settles_first_and_defer_off_settles(tiny, small_split):
+    model, tok = tiny
+    base = copy.deepcopy(model)
+    zo, records = _train_deferred(model, tok, small_split, 3, cache=False, threads=1, generator="philox")
+    zo.defer(False)  # turning deferral off applies what is pending
+    assert zo._pending is None
+    replayer = _zosgd(base, cache=False, threads=2, generator="philox")
+    for r in records:
+        replayer.replay(r)
+    for (n, a), (_, b) in zip(model.named_parameters(), base.named_parameters(), strict=True):
+        assert torch.equal(a, b), n

@@ -211,7 +211,9 @@ def _load() -> ctypes.CDLL | None:
         u64, f32, ptr = ctypes.c_uint64, ctypes.c_float, ctypes.c_void_p
         lib.zo_philox_gauss_fill.argtypes = [ptr, u64, u64, u64]
         lib.zo_philox_gauss_axpy.argtypes = [ptr, u64, u64, u64, f32]
+        lib.zo_philox_gauss_axpy2.argtypes = [ptr, u64, u64, u64, f32, u64, f32]
         lib.zo_philox_gauss_fill.restype = lib.zo_philox_gauss_axpy.restype = None
+        lib.zo_philox_gauss_axpy2.restype = None
         _library = lib
         return lib
 
@@ -248,4 +250,16 @@ def axpy_(x: torch.Tensor, seed: int, coeff: float, start: int = 0) -> torch.Ten
             flat[lo:hi] += z.to(x.dtype)
     else:
         lib.zo_philox_gauss_axpy(x.data_ptr(), start, x.numel(), seed, coeff)
+    return x
+
+
+def axpy2_(
+    x: torch.Tensor, seed1: int, coeff1: float, seed2: int, coeff2: float, start: int = 0
+) -> torch.Tensor:
+    """`axpy_(x, seed1, coeff1, start)` then `axpy_(x, seed2, coeff2, start)`, the same bits, in one sweep over
+    x with the kernel (its memory traffic once instead of twice); the two calls elsewhere."""
+    lib = _kernel_for(x)
+    if lib is None:
+        return axpy_(axpy_(x, seed1, coeff1, start), seed2, coeff2, start)
+    lib.zo_philox_gauss_axpy2(x.data_ptr(), start, x.numel(), seed1, coeff1, seed2, coeff2)
     return x

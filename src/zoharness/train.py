@@ -437,63 +437,76 @@ def loop(run: Run, stop_after: int | None) -> bool:
     mid_checkpoints = set(run.checkpoint_steps[:-1])  # the last step is evaluate()'s
     rank, n_processes = distributed.world()
     sharded = n_processes > 1
-    with (
-        run.log_path.open("a", encoding="utf-8") as log,
-        tqdm(
-            total=total,
-            initial=len(records),
-            desc=f"{run.cfg['variant']} {run.cfg['task']} seed{run.cfg['seed']}",
-            file=sys.stderr,
-            mininterval=1 if sys.stderr.isatty() else 30,
-            disable=total == 0 or rank > 0,
-        ) as bar,
-    ):
-        for step in range(len(records), total):
-            t0 = time.perf_counter()
-            indices = sampler.indices(step)
-            if sharded:  # this process's share of the batch (zoharness.distributed)
-                indices = indices[rank::n_processes]
-            examples = [run.train_set[i] for i in indices]
-            batch = scoring.collate(examples, run.tokenizer.pad_token_id, pack=run.pack).to(run.device)
-            if run.answer_targets is not None:  # an objective that decodes (f1): what it decodes and scores
-                batch.answer_targets = run.answer_targets.subset(indices)
-            data_s = time.perf_counter() - t0
-            out, elapsed = _timed_step(run, batch, step)
-            sizes = {"n_examples": batch.n_examples, "n_tokens": batch.n_tokens, "n_padding": batch.n_padding}
-            if sharded:  # the whole batch's loss and sizes, as one process would log them
-                out["loss"] = distributed.mean(out["loss"])
-                sizes = {k: distributed.total(v) for k, v in sizes.items()}
-            # elapsed_s is the trainer's step; phases_s splits it (ZO: noise, passes, forward_plus,
-            # forward_minus, sync) and adds the batch's preparation ("data", outside elapsed_s).
-            phases = {"data": data_s, **out.pop("phases_s", {})}
-            record = {
-                "step": step,
-                **out,
-                "elapsed_s": elapsed,
-                "phases_s": phases,
-                **sizes,
-            }
-            if step + 1 in mid_checkpoints:
-                # In the record, so a resumed run keeps it; its seconds are a phase outside elapsed_s.
+    # A ZO step may leave its update to the next step's first pass (the same bits, one sweep over the
+    # weights fewer): settle() applies it before a checkpoint's evaluation and whenever the loop ends.
+    run.trainer.defer(True)
+    try:
+        with (
+            run.log_path.open("a", encoding="utf-8") as log,
+            tqdm(
+                total=total,
+                initial=len(records),
+                desc=f"{run.cfg['variant']} {run.cfg['task']} seed{run.cfg['seed']}",
+                file=sys.stderr,
+                mininterval=1 if sys.stderr.isatty() else 30,
+                disable=total == 0 or rank > 0,
+            ) as bar,
+        ):
+            for step in range(len(records), total):
                 t0 = time.perf_counter()
-                record["checkpoint"] = _checkpoint(run, step + 1)
-                phases["checkpoint_eval"] = time.perf_counter() - t0
-            log.write(dumps(record) + "\n")
-            log.flush()
-            records.append(record)
-            segment.update(
-                last_step=step,
-                train_time_s=segment["train_time_s"] + record["elapsed_s"],
-                wall_time_s=time.perf_counter() - run.wall_start,
-                **train_phase_peaks(run.device, memory_at_start),
-                peak_rss_bytes=peak_rss_bytes(),
-                **cuda_peaks(run.device),
-            )
-            write_segments(segments_path, header_sha, [*run.earlier, segment])
-            bar.update(1)
-            bar.set_postfix(loss=f"{out['loss']:.4f}", refresh=False)
-            if stop_after is not None and step + 1 >= stop_after and step + 1 < total:
-                return False
+                indices = sampler.indices(step)
+                if sharded:  # this process's share of the batch (zoharness.distributed)
+                    indices = indices[rank::n_processes]
+                examples = [run.train_set[i] for i in indices]
+                batch = scoring.collate(examples, run.tokenizer.pad_token_id, pack=run.pack).to(run.device)
+                # an objective that decodes (f1): what it decodes and scores
+                if run.answer_targets is not None:
+                    batch.answer_targets = run.answer_targets.subset(indices)
+                data_s = time.perf_counter() - t0
+                out, elapsed = _timed_step(run, batch, step)
+                sizes = {
+                    "n_examples": batch.n_examples,
+                    "n_tokens": batch.n_tokens,
+                    "n_padding": batch.n_padding,
+                }
+                if sharded:  # the whole batch's loss and sizes, as one process would log them
+                    out["loss"] = distributed.mean(out["loss"])
+                    sizes = {k: distributed.total(v) for k, v in sizes.items()}
+                # elapsed_s is the trainer's step; phases_s splits it (ZO: noise, passes, forward_plus,
+                # forward_minus, sync) and adds the batch's preparation ("data", outside elapsed_s).
+                phases = {"data": data_s, **out.pop("phases_s", {})}
+                record = {
+                    "step": step,
+                    **out,
+                    "elapsed_s": elapsed,
+                    "phases_s": phases,
+                    **sizes,
+                }
+                if step + 1 in mid_checkpoints:
+                    # In the record, so a resumed run keeps it; its seconds are a phase outside elapsed_s.
+                    t0 = time.perf_counter()
+                    run.trainer.settle()
+                    record["checkpoint"] = _checkpoint(run, step + 1)
+                    phases["checkpoint_eval"] = time.perf_counter() - t0
+                log.write(dumps(record) + "\n")
+                log.flush()
+                records.append(record)
+                segment.update(
+                    last_step=step,
+                    train_time_s=segment["train_time_s"] + record["elapsed_s"],
+                    wall_time_s=time.perf_counter() - run.wall_start,
+                    **train_phase_peaks(run.device, memory_at_start),
+                    peak_rss_bytes=peak_rss_bytes(),
+                    **cuda_peaks(run.device),
+                )
+                write_segments(segments_path, header_sha, [*run.earlier, segment])
+                bar.update(1)
+                bar.set_postfix(loss=f"{out['loss']:.4f}", refresh=False)
+                if stop_after is not None and step + 1 >= stop_after and step + 1 < total:
+                    return False
+    finally:
+        run.trainer.settle()
+        run.trainer.defer(False)
     run.train_memory = train_phase_peaks(run.device, memory_at_start) if total else {}
     return True
 

@@ -9,6 +9,9 @@ object and calls these methods without probing with hasattr. A method overrides 
   trajectory_header() -> dict  merged into the log header (what an independent replay needs)
   extra_metrics() -> dict      merged into metrics.json
   save(out_dir)                the trained weights (default: the whole model)
+  defer(on), settle()          let a step leave its update pending, to be fused into the next step's first
+                               pass over the weights; settle() applies it (the loop calls it before anything
+                               reads the weights: a checkpoint's evaluation, the end of training)
 
 Torch-free: the base holds no tensors, so the method registry stays importable without torch.
 """
@@ -34,12 +37,20 @@ class Trainer:
     def trajectory_header(self) -> dict:
         return {}
 
+    def defer(self, on: bool) -> None:
+        """Let `step` leave its update pending (ZO-SGD applies it in the next step's first pass: the same
+        bits, one sweep over the weights fewer). A method without such an update ignores it."""
+
+    def settle(self) -> None:
+        """Apply an update a step left pending, so the weights are the trained ones (no-op without one)."""
+
     def extra_metrics(self) -> dict:
         return {}
 
     def save(self, out_dir) -> None:
         """The trained weights. A method that trains only part of the model overrides this to write just
         that part (sparse_zo_int4: the sparse delta over a frozen base)."""
+        self.settle()
         self.model.save_pretrained(out_dir)
 
 

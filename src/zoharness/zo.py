@@ -28,6 +28,14 @@ by θ -= lr·g·z: identical in exact arithmetic, one rounding and one pass over
 Replaying the three weight updates of each logged step (no forward passes) rebuilds the final weights
 bit for bit, because it repeats the same floating-point operations on the same z.
 
+In the training loop the update is deferred (ZOSGD.defer): step t leaves θ at θ - εz_t with its update
+pending, and step t+1's first pass applies both, element by element, in one sweep over the weights:
+θ ← (θ + fl(c_t·z_t)) + fl(ε·z_{t+1}), c_t = ε - lr·g_t, each sum rounded to float32 as the two separate
+passes round it (zoharness.philox.axpy2_). The weights are the same bits as without deferral; a step makes two
+sweeps instead of three. `settle()` applies a pending update alone: the loop calls it before a checkpoint's
+evaluation and at the end, replay never defers. Only plain ZO-SGD with q = 1 and the Philox generator without
+a z cache defers (the pass that fuses two seeds is the Philox kernel's).
+
 The query budget q (ZO-Bench's, arXiv 2402.11592): a step averages q directional estimates. Direction 0
 uses the step seed (so q = 1 is the plain step, bit for bit); direction j >= 1 uses
 int(numpy.random.SeedSequence([run_seed, step, j]).generate_state(1, numpy.uint32)[0]). Each direction's
@@ -197,6 +205,13 @@ class SeededNoise:
             zo_seed, lambda i, t, z: t.add_(z if t.dtype == torch.float32 else z.to(t.dtype), alpha=coeff)
         )
 
+    fuses = False  # True: axpy2 makes one sweep over the weights (PhiloxNoise without a cache)
+
+    def axpy2(self, seed_a: int, coeff_a: float, seed_b: int, coeff_b: float) -> None:
+        """axpy(seed_a, coeff_a) then axpy(seed_b, coeff_b): the same bits, in one sweep where `fuses`."""
+        self.axpy(seed_a, coeff_a)
+        self.axpy(seed_b, coeff_b)
+
     @torch.no_grad()
     def foreach_sum(self, zo_seeds: list[int], coeffs: list[float], fn) -> None:
         """fn(i, tensor, d) for every tensor with d = Σ_j coeffs[j]·z_j(zo_seeds[j]) (float32, summed in
@@ -289,6 +304,30 @@ class PhiloxNoise(SeededNoise):
         self.timer.add("noise", time.perf_counter() - start)
         self.timer.add("passes", 0.0)
 
+    @property
+    def fuses(self) -> bool:
+        return self._buffers is None
+
+    def axpy2(self, seed_a: int, coeff_a: float, seed_b: int, coeff_b: float) -> None:
+        """tensors += coeff_a·z(seed_a), then += coeff_b·z(seed_b), element by element in one sweep (each
+        sum rounded as two axpy passes round it: the same bits); with the cache, two passes."""
+        if self._buffers is not None:
+            super().axpy2(seed_a, coeff_a, seed_b, coeff_b)
+            return
+        start = time.perf_counter()
+        n = len(self.tensors)
+        seeds_a, seeds_b = tensor_seeds(seed_a, n), tensor_seeds(seed_b, n)
+
+        @torch.no_grad()
+        def one(chunk) -> None:
+            i, lo, hi = chunk
+            x = self.tensors[i].view(-1)[lo:hi]
+            philox.axpy2_(x, seeds_a[i], coeff_a, seeds_b[i], coeff_b, start=lo)
+
+        self._run(one, self._chunks)
+        self.timer.add("noise", time.perf_counter() - start)
+        self.timer.add("passes", 0.0)
+
 
 NOISE_GENERATORS = {"philox": PhiloxNoise, "torch": SeededNoise}
 
@@ -341,6 +380,8 @@ class ZOSGD(Trainer):
                 )
             noise_class = NOISE_GENERATORS[generator]
         self.noise = noise_class(named_tensors, cache=cache, threads=threads)
+        self._defer = False
+        self._pending: tuple[int, float] | None = None  # (seed, coefficient) of a deferred update
 
     def _loss(self, batch, phase: str) -> float:
         """The objective at the current weights; times the forward and the host sync (float()) apart."""
@@ -352,13 +393,44 @@ class ZOSGD(Trainer):
         self.noise.timer.add("sync", time.perf_counter() - t1)
         return value
 
+    def defer(self, on: bool) -> None:
+        self.settle()
+        self._defer = on
+
+    def _defers(self) -> bool:
+        """Deferral is plain ZO-SGD's (its step, estimate and update, q = 1) over a noise that fuses passes."""
+        cls = type(self)
+        return (
+            self._defer
+            and self.queries == 1
+            and self.noise.fuses
+            and (cls.step, cls.estimate, cls.update) == (ZOSGD.step, ZOSGD.estimate, ZOSGD.update)
+        )
+
+    @torch.no_grad()
+    def settle(self) -> None:
+        if self._pending is not None:
+            (seed, coeff), self._pending = self._pending, None
+            self.noise.axpy(seed, coeff)
+
+    def _perturb(self, seed: int) -> None:
+        """θ += εz, after a pending update in the same sweep (the same bits as applying it first)."""
+        if self._pending is None:
+            self.noise.axpy(seed, self.eps)
+        else:
+            (pending_seed, coeff), self._pending = self._pending, None
+            self.noise.axpy2(pending_seed, coeff, seed, self.eps)
+
     @torch.no_grad()
     def step(self, batch, index: int) -> dict:
         self.noise.timer.pop()
         if self.queries == 1:
             seed = step_seed(self.run_seed, index)
             record = self.estimate(batch, seed, index)
-            self.update(seed, record["projected_grad"], self.lr)
+            if self._defers():  # update() later, in the next step's first pass (or settle)
+                self._pending = (seed, self.update_coefficient(record["projected_grad"], self.lr))
+            else:
+                self.update(seed, record["projected_grad"], self.lr)
         else:
             seeds = direction_seeds(self.run_seed, index, self.queries)
             record = self.estimate_directions(batch, seeds, index)
@@ -407,7 +479,7 @@ class ZOSGD(Trainer):
 
     def estimate(self, batch, seed: int, index: int) -> dict:
         """The projected gradient from two forwards; leaves θ at θ - εz. Returns the step's log record."""
-        self.noise.axpy(seed, self.eps)
+        self._perturb(seed)
         loss_plus = self._loss(batch, "forward_plus")
         self.noise.axpy(seed, -2.0 * self.eps)
         loss_minus = self._loss(batch, "forward_minus")
@@ -430,13 +502,18 @@ class ZOSGD(Trainer):
         self.noise.axpy(seed, self.eps)
         self.noise.axpy(seed, -2.0 * self.eps)
 
+    def update_coefficient(self, grad: float, lr: float) -> float:
+        """c of the update θ += c·z from θ - εz: restore and SGD in one (the float64 value the pass rounds)."""
+        return self.eps - lr * grad
+
     def update(self, seed: int, grad: float, lr: float) -> None:
         """From θ - εz (where `estimate` leaves the weights) to the step's new weights."""
-        self.noise.axpy(seed, self.eps - lr * grad)
+        self.noise.axpy(seed, self.update_coefficient(grad, lr))
 
     @torch.no_grad()
     def replay(self, record: dict) -> None:
         """Apply a logged step's weight updates (the same operations as `step`, without forwards)."""
+        self.settle()
         if "zo_seeds" not in record:
             self.replay_estimate(record["zo_seed"])
             self.update(record["zo_seed"], record["projected_grad"], record["lr"])

@@ -34,7 +34,7 @@
 #define TILE 16
 #endif
 
-int zo_philox_gauss_version(void) { return 1; }
+int zo_philox_gauss_version(void) { return 2; }  /* 2: adds zo_philox_gauss_axpy2 */
 
 static inline float as_float(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 static inline uint32_t as_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
@@ -234,4 +234,25 @@ void zo_philox_gauss_fill(float *restrict out, uint64_t start, uint64_t n, uint6
 /* x[k] = x[k] + coeff * z[start + k] for k < n (the product rounded to float, then the sum). */
 void zo_philox_gauss_axpy(float *restrict x, uint64_t start, uint64_t n, uint64_t seed, float coeff) {
     gauss_range(x, start, n, seed, coeff, 1);
+}
+
+/* x[k] = (x[k] + coeff1 * z1[start + k]) + coeff2 * z2[start + k] for k < n, z1 and z2 the tensors of seed1
+   and seed2: two axpy passes in one sweep over x, with every rounding of the two separate calls (each
+   product rounded to float, each sum rounded to float, in that order), so the result is the same bits.
+   A ZO step's deferred update and the next step's perturbation (zoharness.zo). */
+void zo_philox_gauss_axpy2(float *restrict x, uint64_t start, uint64_t n, uint64_t seed1, float coeff1,
+                           uint64_t seed2, float coeff2) {
+    uint32_t a0 = (uint32_t)seed1, a1 = (uint32_t)(seed1 >> 32);
+    uint32_t b0 = (uint32_t)seed2, b1 = (uint32_t)(seed2 >> 32);
+    uint64_t end = start + n;
+    for (uint64_t t = start / (4 * TILE) * (4 * TILE); t < end; t += 4 * TILE) {
+        float z1[4 * TILE], z2[4 * TILE];
+        gauss_tile(t / 4, a0, a1, z1);
+        gauss_tile(t / 4, b0, b1, z2);
+        uint64_t lo = t < start ? start : t, hi = t + 4 * TILE < end ? t + 4 * TILE : end;
+        for (uint64_t i = lo; i < hi; i++) {
+            float once = x[i - start] + coeff1 * z1[i - t];
+            x[i - start] = once + coeff2 * z2[i - t];
+        }
+    }
 }

@@ -52,6 +52,12 @@ class AdapterZO(Trainer):
     def replay(self, record: dict) -> None:
         self.zo.replay(record)
 
+    def defer(self, on: bool) -> None:
+        self.zo.defer(on)
+
+    def settle(self) -> None:
+        self.zo.settle()
+
     def trajectory_header(self) -> dict:
         header = self.zo.trajectory_header()
         header["zo"]["adapter"] = self.adapter
@@ -61,6 +67,7 @@ class AdapterZO(Trainer):
         return {**self.zo.extra_metrics(), "adapter_bytes": self.kind.measure(self.model)}
 
     def save(self, out_dir) -> None:
+        self.settle()
         self.kind.save(self.model, out_dir, self.adapter)
 
 

@@ -130,6 +130,12 @@ class SparseZO(Trainer):
     def replay(self, record: dict) -> None:
         self.zo.replay(record)
 
+    def defer(self, on: bool) -> None:
+        self.zo.defer(on)
+
+    def settle(self) -> None:
+        self.zo.settle()
+
     def save(self, out_dir) -> None:
         """The trained state: each layer's mask indices and delta values (the base is the model's
         quantized weights, rebuilt from the model and `quant_blocksize`)."""
@@ -140,6 +146,7 @@ class SparseZO(Trainer):
 
         from zoharness.sparse.layers import SparseDeltaLinear
 
+        self.settle()
         tensors = {}
         for name, m in self.model.named_modules():
             if isinstance(m, SparseDeltaLinear) and m.delta.numel():
