@@ -95,7 +95,8 @@ def test_a_grid_draws_only_each_methods_dev_selected_variant():
         {"model": ["m"] * 3, "variant": ["mezo_a", "mezo_b", "fo_a"], "label": ["A", "B", "F"],
          "sst2": [60.0, 55.0, 80.0], "sst2_std": [1.0, 1.0, 1.0], "sst2_dev": [70.0, 72.5, 81.0]}
     )  # fmt: skip
-    kept, note = dev_selected(curves, wide)
+    assert dev_selected(curves, wide)[0].equals(curves)  # three lines: an ablation's size, all drawn
+    kept, note = dev_selected(curves, wide, max_lines=2)
     # mezo_b wins on dev although mezo_a has the better test score: selection never looks at test
     assert sorted(set(kept["variant"])) == ["fo_a", "mezo_b"] and len(kept) == 4
     assert "dev-selected" in note
@@ -110,7 +111,7 @@ def test_without_a_grid_the_curves_are_drawn_as_they_are():
         [("m", "sst2", "mezo", "mezo", "MeZO", 0, 0, 1.0, 2), ("m", "sst2", "fo", "fo", "FT", 0, 0, 1.0, 1)]
     )
     wide = pd.DataFrame({"model": ["m", "m"], "variant": ["mezo", "fo"], "sst2_dev": [60.0, 70.0]})
-    kept, note = dev_selected(curves, wide)
+    kept, note = dev_selected(curves, wide, max_lines=1)
     assert kept.equals(curves) and note == ""
 
 

@@ -172,7 +172,7 @@ def suite_figures(
     table_csv, curves_csv, out_dir, suite: str, checkpoints_csv=None, claims_csv=None, details_csv=None
 ) -> list[Path]:
     """The `figures` rule: loss.{png,pdf} and cost.{png,pdf} (loss against forward passes) from the curves
-    table (each method's dev-selected variant where a suite sweeps a grid: `dev_selected`), accuracy.{png,pdf}
+    table (past MAX_LINES lines, each method's dev-selected variant: `dev_selected`), accuracy.{png,pdf}
     from the table, and, when given, checkpoints.{png,pdf} (dev/test curves),
     claims.{png,pdf} (effects with CIs) and memory.{png,pdf} (bytes by component, from the details)."""
     from zoharness.tables import read_curves, task_label
@@ -247,15 +247,24 @@ def place_legend(ax, n_lines: int) -> None:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
 
 
-def dev_selected(curves: pd.DataFrame, wide: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """The curves of each method's dev-selected variant only (a learning-rate grid draws one line per
-    method, as the table's "selected on dev" section reads), with a note saying so; the curves unchanged
-    where no method has more than one variant. Selection is zoharness.tables.best_on_dev on the table's
-    mean dev score of each (model, task, variant); a variant without a dev score is never selected over
-    one with it."""
+# More lines than this in one panel and a suite's grid is drawn as its dev-selected variants only
+MAX_LINES = 12
+
+
+def dev_selected(
+    curves: pd.DataFrame, wide: pd.DataFrame, max_lines: int = MAX_LINES
+) -> tuple[pd.DataFrame, str]:
+    """Past `max_lines` lines in a panel, the curves of each method's dev-selected variant only (a sweep of
+    learning-rate grids draws one line per method, as the table's "selected on dev" section reads), with a
+    note saying so. Up to `max_lines`, and where no method has more than one variant, the curves unchanged:
+    an ablation or a single grid keeps every variant's line. Selection is zoharness.tables.best_on_dev on the
+    table's mean dev score of each (model, task, variant); a variant without a dev score is never selected
+    over one with it."""
     from zoharness.tables import best_on_dev
 
     if curves.empty or "method" not in curves or "variant" not in wide:
+        return curves, ""
+    if curves.groupby(["model", "task"])["label"].nunique().max() <= max_lines:
         return curves, ""
     keep = []
     grid = False
