@@ -9,7 +9,7 @@ from zoharness.cluster import load as load_cluster
 from zoharness.config import ConfigError, run_spec, runs, validate
 from zoharness.data import data_dir, source_files
 from zoharness.devices import can_be_cuda, nvidia_device_present
-from zoharness.methods import get_method
+from zoharness.methods import expected_forwards, get_method
 from zoharness.tasks import get_task
 
 if "suite" not in config:  # no --configfile: the default suite, with any --config overrides on top
@@ -228,6 +228,26 @@ if _too_big and workflow.local_exec:
         f"profile's gpu resource), e.g. {_too_big[0]}; their jobs will stop at load with the estimate. Run them "
         "through profiles/slurm or on a machine with more GPUs (sizes: profiles/cluster.yaml)"
     )
+
+
+def _expected_forwards(task, variant):
+    entry, data = SUITE["variants"][variant], SUITE["data"]
+    n_dev = data["num_dev"] if data.get("num_dev") is not None else data["num_test"] // 2
+    n_eval = n_dev * SUITE["eval"]["checkpoints"] + data["num_test"]
+    return expected_forwards(entry["method"], entry["params"], data["num_train"], n_eval, get_task(task).kind)
+
+
+# The train rule's priority: a run's expected example forwards (zoharness.methods.expected_forwards), so among
+# the jobs ready to start the longest go first and a suite does not end on one long run beside idle cores.
+TRAIN_FORWARDS = {
+    (task, variant): _expected_forwards(task, variant)
+    for task in SUITE["tasks"]
+    for variant in SUITE["variants"]
+}
+
+
+def train_priority(wildcards):
+    return TRAIN_FORWARDS[(wildcards.task, wildcards.variant)]
 
 
 def refuse_cuda_without_gpu():

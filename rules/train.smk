@@ -38,6 +38,7 @@ rule train:
         placement=placement_args,
         launcher=launcher,
     threads: SUITE["threads"]
+    priority: train_priority
     resources:
         **train_resources(),
     log:

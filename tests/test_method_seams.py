@@ -55,3 +55,33 @@ def test_the_check_would_catch_a_shared_module_naming_a_method(tmp_path):
     bad = tmp_path / "plotting.py"
     bad.write_text('SPARSE = "sparse_zo_int4"\nif row["method_id"] == "mezo":\n    pass\n')
     assert {"sparse_zo_int4", "mezo"} <= _python_strings(bad)
+
+
+def test_expected_forwards_rank_the_zoos_runs_longest_first():
+    """The train rule's priority (rules/common.smk): ZO-SGD-Cons's five forwards a step above MeZO's two, MeZO's
+    200 steps of 16 above one epoch of FT at batch 8, an evaluation-only run at its evaluation alone."""
+    from zoharness.methods import expected_forwards
+
+    zo = {"lr": 1e-5, "steps": 200, "batch_size": 16}
+    cost = {
+        m: expected_forwards(m, p, n_train=1000, n_eval=3500, kind="classification")
+        for m, p in [
+            ("zo_sgd_cons", zo),
+            ("mezo", zo),
+            ("forward_grad", zo),
+            ("fo", {"lr": 1e-5, "epochs": 1, "batch_size": 8}),
+            ("lp", {"mode": "probe"}),
+            ("zero_shot", {}),
+        ]
+    }
+    assert cost["mezo"] == 200 * 16 * 2 + 3500 and cost["zo_sgd_cons"] == 200 * 16 * 5 + 3500
+    assert cost["fo"] == 125 * 8 * 3 + 3500 and cost["zero_shot"] == 3500
+    assert (
+        cost["zo_sgd_cons"]
+        > cost["forward_grad"]
+        > cost["mezo"]
+        > cost["fo"]
+        > cost["lp"]
+        > cost["zero_shot"]
+    )
+    assert expected_forwards("mezo", {**zo, "queries": 2}, 1000, 0) == 2 * (cost["mezo"] - 3500)

@@ -78,6 +78,25 @@ def get_method(name: str) -> ModuleType:
     return load_module("method", name, _MODULES)
 
 
+def expected_forwards(method: str, params: dict, n_train: int, n_eval: int, kind: str | None = None) -> int:
+    """A run's expected cost in example forwards, to start a suite's longest runs first (the train rule's
+    priority): steps × batch × forwards per example per step, plus n_eval (its evaluation, one forward
+    each). Forwards per step: the module's forwards_per_step(params) where it declares one (ZO-SGD-Cons's
+    five); else 2q for a ZO method (Params with eps), 3 for a first-order one (a backward costs about two
+    forwards). A ranking, not a prediction of seconds: update passes and sequence lengths are left out."""
+    module = get_method(method)
+    resolved = module.Params(**params)
+    steps = module.num_steps(resolved, n_train, kind)
+    per_step = getattr(module, "forwards_per_step", None)
+    if per_step is not None:
+        forwards = per_step(resolved)
+    elif hasattr(resolved, "eps"):
+        forwards = 2 * getattr(resolved, "queries", 1)
+    else:
+        forwards = 3
+    return int(steps * getattr(resolved, "batch_size", 1) * forwards + n_eval)
+
+
 def resolve_params(method: str, overrides: dict | None, where: str = "config") -> dict:
     """Validated, complete parameters (defaults filled) as a plain dict.
 

@@ -29,6 +29,11 @@ class Params(mezo.Params):
         require(self.objective == "loss", f"forward_grad.objective must be 'loss', got {self.objective!r}")
 
 
+def forwards_per_step(params: Params) -> int:
+    """One forward carrying tangents, about three plain ones (zoharness.methods.expected_forwards)."""
+    return 3 * params.queries
+
+
 def build(model, params: Params, seed: int):
     from zoharness.zo import ForwardGradient
 

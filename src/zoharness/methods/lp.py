@@ -92,6 +92,12 @@ class Params:
         require(self.weight_decay >= 0, f"lp.weight_decay must be >= 0, got {self.weight_decay}")
 
 
+def forwards_per_step(params: Params) -> int:
+    """The probe only reads features (one forward); head tuning backpropagates into the head alone
+    (zoharness.methods.expected_forwards)."""
+    return 1 if params.mode == "probe" else 2
+
+
 def num_steps(params: Params, n_train: int, kind: str | None = None) -> int:
     """One epoch for the probe (it sees every example once); head tuning's epochs otherwise. "auto" follows
     the task's kind when the loop says it (a classification task probes), head tuning's count when not."""

@@ -88,5 +88,10 @@ def _engine():
     return ConservativeZO
 
 
+def forwards_per_step(params: Params) -> int:
+    """The estimate's 2q forwards plus L(θ) and the two candidates (zoharness.methods.expected_forwards)."""
+    return 2 * params.queries + 3
+
+
 def build(model, params: Params, seed: int):
     return mezo.build(model, params, seed, zo_class=_engine())
