@@ -250,6 +250,11 @@ def train_priority(wildcards):
     return TRAIN_FORWARDS[(wildcards.task, wildcards.variant)]
 
 
+# Snakemake does not pass a job's priority on to the jobs it waits for: a method's input (a mask, a rephrased
+# set) runs first, since it is short and a long run waits on it.
+INPUTS_FIRST = max(TRAIN_FORWARDS.values(), default=0) + 1
+
+
 def refuse_cuda_without_gpu():
     """device: cuda, jobs about to run here, and no NVIDIA GPU here: stop before any job starts (the executor
     is known only once the workflow starts, not while the Snakefile is read; a dry run, --lint or a SLURM

@@ -19,6 +19,7 @@ INPUT_FILES["rephrased"] = lambda w: (
 rule rephrase:
     conda:
         CONDA_ENV
+    priority: INPUTS_FIRST
     input:
         split=SPLIT,
         prompts=lambda w: [

@@ -17,6 +17,7 @@ INPUT_FILES["mask"] = lambda w: (
 rule sensitivity:
     conda:
         CONDA_ENV
+    priority: INPUTS_FIRST
     input:
         unpack(
             lambda w: _sparse_lib.sensitivity_inputs(
@@ -54,6 +55,7 @@ rule mask:
     localrule: True
     conda:
         CONDA_ENV
+    priority: INPUTS_FIRST
     input:
         # a committed mask when the suite sets mask_cache and one exists, else the scores (none if random)
         unpack(
