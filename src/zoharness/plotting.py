@@ -282,7 +282,8 @@ def dev_selected(
         keep.append((model, task, chosen))
     if not grid:
         return curves, ""
-    mask = [k in set(keep) for k in zip(curves["model"], curves["task"], curves["variant"], strict=True)]
+    keep = set(keep)
+    mask = [k in keep for k in zip(curves["model"], curves["task"], curves["variant"], strict=True)]
     return curves[mask], "each method's dev-selected variant (best mean dev score over its grid)"
 
 

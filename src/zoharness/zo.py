@@ -287,22 +287,27 @@ class PhiloxNoise(SeededNoise):
         z = out if out is not None else torch.empty(t.shape, dtype=torch.float32, device=t.device)
         return philox.fill(z, seed)
 
+    def _sweep(self, pass_chunk) -> None:
+        """pass_chunk(i, flat_slice, lo) over every chunk of every tensor on the pool's threads, timed as
+        "noise" (the kernel generates z inside the pass)."""
+        start = time.perf_counter()
+
+        @torch.no_grad()
+        def one(chunk) -> None:
+            i, lo, hi = chunk
+            pass_chunk(i, self.tensors[i].view(-1)[lo:hi], lo)
+
+        self._run(one, self._chunks)
+        self.timer.add("noise", time.perf_counter() - start)
+        self.timer.add("passes", 0.0)
+
     def axpy(self, zo_seed: int, coeff: float) -> None:
         """tensors += coeff · z(zo_seed), z generated in the pass (with the cache: read from it)."""
         if self._buffers is not None:
             self.foreach(zo_seed, lambda i, t, z: t.add_((z * coeff).to(t.dtype)))
             return
-        start = time.perf_counter()
         seeds = tensor_seeds(zo_seed, len(self.tensors))
-
-        @torch.no_grad()
-        def one(chunk) -> None:
-            i, lo, hi = chunk
-            philox.axpy_(self.tensors[i].view(-1)[lo:hi], seeds[i], coeff, start=lo)
-
-        self._run(one, self._chunks)
-        self.timer.add("noise", time.perf_counter() - start)
-        self.timer.add("passes", 0.0)
+        self._sweep(lambda i, x, lo: philox.axpy_(x, seeds[i], coeff, start=lo))
 
     @property
     def fuses(self) -> bool:
@@ -314,19 +319,9 @@ class PhiloxNoise(SeededNoise):
         if self._buffers is not None:
             super().axpy2(seed_a, coeff_a, seed_b, coeff_b)
             return
-        start = time.perf_counter()
         n = len(self.tensors)
         seeds_a, seeds_b = tensor_seeds(seed_a, n), tensor_seeds(seed_b, n)
-
-        @torch.no_grad()
-        def one(chunk) -> None:
-            i, lo, hi = chunk
-            x = self.tensors[i].view(-1)[lo:hi]
-            philox.axpy2_(x, seeds_a[i], coeff_a, seeds_b[i], coeff_b, start=lo)
-
-        self._run(one, self._chunks)
-        self.timer.add("noise", time.perf_counter() - start)
-        self.timer.add("passes", 0.0)
+        self._sweep(lambda i, x, lo: philox.axpy2_(x, seeds_a[i], coeff_a, seeds_b[i], coeff_b, start=lo))
 
 
 NOISE_GENERATORS = {"philox": PhiloxNoise, "torch": SeededNoise}
