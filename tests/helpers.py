@@ -80,3 +80,24 @@ def serve(handler) -> tuple[http.server.ThreadingHTTPServer, str]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}/v1"
+
+
+def count_fused_passes(monkeypatch) -> list:
+    """A list that gets an entry per pass given two seeds: a many-range philox.sweep with the kernel, or an
+    axpy2_ per range without it."""
+    from zoharness import philox
+
+    fused, axpy2, sweep = [], philox.axpy2_, philox.sweep
+
+    def counted_axpy2(*args, **kwargs):
+        fused.append("axpy2_")
+        return axpy2(*args, **kwargs)
+
+    def counted_sweep(tensors, ranges, seeds1, coeff1, seeds2=None, coeff2=0.0):
+        if seeds2 is not None:
+            fused.append("sweep")
+        return sweep(tensors, ranges, seeds1, coeff1, seeds2, coeff2)
+
+    monkeypatch.setattr(philox, "axpy2_", counted_axpy2)
+    monkeypatch.setattr(philox, "sweep", counted_sweep)
+    return fused

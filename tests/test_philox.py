@@ -5,6 +5,7 @@ without a C compiler gets the same numbers from the fallback."""
 import ctypes
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -75,6 +76,49 @@ def test_the_two_seed_pass_equals_two_axpy_passes_bit_for_bit(start, n):
     two = philox.axpy_(philox.axpy_(x.clone(), SEEDS[3], 1e-3 - 2.5e-5, start), SEEDS[1], 1e-3, start)
     one = philox.axpy2_(x.clone(), SEEDS[3], 1e-3 - 2.5e-5, SEEDS[1], 1e-3, start)
     assert torch.equal(_bits(one), _bits(two))
+
+
+@pytest.mark.parametrize("two_seeds", [False, True])
+@pytest.mark.parametrize("threads", [1, 3])
+def test_a_many_range_sweep_on_threads_equals_one_call_per_range(two_seeds, threads):
+    """philox.sweep (one C call per thread, ranges taken from a shared counter) leaves every range as its
+    own axpy_/axpy2_ call leaves it, whichever thread takes it."""
+    if not philox.kernel_available():
+        pytest.skip("no C compiler: sweep is None and the caller uses axpy_ per range")
+    g = torch.Generator().manual_seed(7)
+    tensors = [torch.randn(shape, generator=g) for shape in [(300, 7), (5,), (1,), (64, 64), (1001,)]]
+    ranges = [
+        (0, 0, 1050),
+        (3, 0, 4000),
+        (3, 4000, 4096),
+        (4, 0, 1001),
+        (0, 1050, 2100),
+        (1, 0, 5),
+        (2, 0, 1),
+    ]
+    seeds_a, seeds_b = SEEDS, [s ^ 0x5555 for s in SEEDS]
+    expected = [t.clone() for t in tensors]
+    for i, lo, hi in ranges:
+        x = expected[i].view(-1)[lo:hi]
+        if two_seeds:
+            philox.axpy2_(x, seeds_a[i], 0.25, seeds_b[i], -1e-3, start=lo)
+        else:
+            philox.axpy_(x, seeds_a[i], 0.25, start=lo)
+    run = philox.sweep(tensors, ranges, seeds_a, 0.25, seeds_b if two_seeds else None, -1e-3)
+    workers = [threading.Thread(target=run) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    for got, want in zip(tensors, expected, strict=True):
+        assert torch.equal(_bits(got), _bits(want))
+
+
+def test_a_sweep_over_a_tensor_the_kernel_cannot_take_is_left_to_the_caller():
+    assert (
+        philox.sweep([torch.zeros(4), torch.zeros(4, dtype=torch.float64)], [(0, 0, 4)], [1, 2], 1.0) is None
+    )
+    assert philox.sweep([torch.zeros(4, 2).t()], [(0, 0, 8)], [1], 1.0) is None
 
 
 @pytest.mark.parametrize("path", list(SIMD_PATHS))

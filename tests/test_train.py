@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from tests.helpers import make_run
+from tests.helpers import count_fused_passes, make_run
 from zoharness.io import DataError, read_json
 from zoharness.replay import replay_run
 from zoharness.train import read_train_log, train
@@ -83,7 +83,7 @@ def test_the_loops_deferred_updates_change_no_bit(tmp_path, model_refs, monkeypa
     """The loop lets each ZO step's update wait for the next step's first pass (zoharness.zo): with mid-run
     checkpoints (settled before each evaluation) the log, the checkpoints' scores, the reported scores and
     the predictions equal a run whose steps update at once."""
-    from zoharness import models, philox
+    from zoharness import models
     from zoharness.methods import get_method
     from zoharness.zo import ZOSGD
 
@@ -98,9 +98,7 @@ def test_the_loops_deferred_updates_change_no_bit(tmp_path, model_refs, monkeypa
         )
         return run_dir, metrics
 
-    fused = []
-    axpy2 = philox.axpy2_
-    monkeypatch.setattr(philox, "axpy2_", lambda *a, **k: fused.append(1) or axpy2(*a, **k))
+    fused = count_fused_passes(monkeypatch)
     deferred_dir, deferred = run(tmp_path / "deferred")
     assert fused, "no step fused its update into the next pass"
     monkeypatch.setattr(ZOSGD, "_defers", lambda self: False)

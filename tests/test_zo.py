@@ -5,6 +5,7 @@ import copy
 import pytest
 import torch
 
+from tests.helpers import count_fused_passes
 from zoharness import scoring
 from zoharness.tasks import get_task
 from zoharness.zo import NOISE_GENERATORS, ZOSGD, SeededNoise, step_seed, tensor_seeds, trainable_parameters
@@ -239,14 +240,10 @@ def _train_deferred(model, tok, split, steps, **kw):
 def test_a_deferred_update_fused_into_the_next_pass_changes_no_bit(tiny, small_split, threads, monkeypatch):
     """The training loop defers each step's update into the next step's first pass (philox.axpy2_): the
     losses, projected gradients and settled weights are those of the step that updates at once."""
-    from zoharness import philox
-
     model, tok = tiny
     ref_model = copy.deepcopy(model)
     ref = _train(ref_model, tok, small_split, 4, cache=False, threads=2, generator="philox")
-    fused_calls = []
-    axpy2 = philox.axpy2_
-    monkeypatch.setattr(philox, "axpy2_", lambda *a, **k: fused_calls.append(1) or axpy2(*a, **k))
+    fused_calls = count_fused_passes(monkeypatch)
     zo, got = _train_deferred(model, tok, small_split, 4, cache=False, threads=threads, generator="philox")
     assert fused_calls, "no pass fused two seeds"
     assert zo._pending is not None  # the last step's update waits for the next pass

@@ -138,6 +138,7 @@ class SeededNoise:
         self._on_cpu = on_cpu
         # Threads help only on CPU; CUDA kernels are asynchronous already.
         self._pool = ThreadPoolExecutor(threads) if on_cpu and threads > 1 else None
+        self._threads = threads
         # Largest tensors first so the threads finish together.
         self._order = sorted(range(len(self.tensors)), key=lambda i: -self.tensors[i].numel())
 
@@ -287,17 +288,33 @@ class PhiloxNoise(SeededNoise):
         z = out if out is not None else torch.empty(t.shape, dtype=torch.float32, device=t.device)
         return philox.fill(z, seed)
 
-    def _sweep(self, pass_chunk) -> None:
-        """pass_chunk(i, flat_slice, lo) over every chunk of every tensor on the pool's threads, timed as
-        "noise" (the kernel generates z inside the pass)."""
+    def _sweep(
+        self, seeds_a: list[int], coeff_a: float, seeds_b: list[int] | None = None, coeff_b: float = 0.0
+    ):
+        """tensors += coeff_a·z(seeds_a), then += coeff_b·z(seeds_b) when given, generated in one pass over
+        every chunk of every tensor on the pool's threads, timed as "noise" (the kernel generates z inside
+        the pass). With the kernel each thread makes one C call that takes chunks from a shared counter;
+        otherwise (CUDA, other dtypes, no compiler) one axpy_/axpy2_ call per chunk. The same values."""
         start = time.perf_counter()
+        run = philox.sweep(self.tensors, self._chunks, seeds_a, coeff_a, seeds_b, coeff_b)
+        if run is not None:
+            if self._pool is None:
+                run()
+            else:
+                for done in [self._pool.submit(run) for _ in range(self._threads)]:
+                    done.result()
+        else:
 
-        @torch.no_grad()
-        def one(chunk) -> None:
-            i, lo, hi = chunk
-            pass_chunk(i, self.tensors[i].view(-1)[lo:hi], lo)
+            @torch.no_grad()
+            def one(chunk) -> None:
+                i, lo, hi = chunk
+                x = self.tensors[i].view(-1)[lo:hi]
+                if seeds_b is None:
+                    philox.axpy_(x, seeds_a[i], coeff_a, start=lo)
+                else:
+                    philox.axpy2_(x, seeds_a[i], coeff_a, seeds_b[i], coeff_b, start=lo)
 
-        self._run(one, self._chunks)
+            self._run(one, self._chunks)
         self.timer.add("noise", time.perf_counter() - start)
         self.timer.add("passes", 0.0)
 
@@ -306,8 +323,7 @@ class PhiloxNoise(SeededNoise):
         if self._buffers is not None:
             self.foreach(zo_seed, lambda i, t, z: t.add_((z * coeff).to(t.dtype)))
             return
-        seeds = tensor_seeds(zo_seed, len(self.tensors))
-        self._sweep(lambda i, x, lo: philox.axpy_(x, seeds[i], coeff, start=lo))
+        self._sweep(tensor_seeds(zo_seed, len(self.tensors)), coeff)
 
     @property
     def fuses(self) -> bool:
@@ -320,8 +336,7 @@ class PhiloxNoise(SeededNoise):
             super().axpy2(seed_a, coeff_a, seed_b, coeff_b)
             return
         n = len(self.tensors)
-        seeds_a, seeds_b = tensor_seeds(seed_a, n), tensor_seeds(seed_b, n)
-        self._sweep(lambda i, x, lo: philox.axpy2_(x, seeds_a[i], coeff_a, seeds_b[i], coeff_b, start=lo))
+        self._sweep(tensor_seeds(seed_a, n), coeff_a, tensor_seeds(seed_b, n), coeff_b)
 
 
 NOISE_GENERATORS = {"philox": PhiloxNoise, "torch": SeededNoise}

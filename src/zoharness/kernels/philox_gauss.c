@@ -34,7 +34,7 @@
 #define TILE 16
 #endif
 
-int zo_philox_gauss_version(void) { return 2; }  /* 2: adds zo_philox_gauss_axpy2 */
+int zo_philox_gauss_version(void) { return 3; }  /* 2: adds zo_philox_gauss_axpy2; 3: zo_philox_gauss_sweep */
 
 static inline float as_float(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 static inline uint32_t as_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
@@ -243,5 +243,24 @@ void zo_philox_gauss_axpy2(float *restrict x, uint64_t start, uint64_t n, uint64
             float once = x[i - start] + coeff1 * z1[i - t];
             x[i - start] = once + coeff2 * z2[i - t];
         }
+    }
+}
+
+/* One thread's share of a sweep over many ranges, so a pass over a model's weights costs one call per thread
+   instead of one per range. Range k is x = ptrs[k][0 .. ns[k]), the z indices starts[k] .. starts[k] + ns[k]
+   of the tensor with seed seeds1[k]: zo_philox_gauss_axpy with coeff1, or, when seeds2 is not NULL,
+   zo_philox_gauss_axpy2 with (seeds1[k], coeff1, seeds2[k], coeff2). Every thread given the same `next`
+   (starting at 0) takes the next range from it, so the threads balance themselves; which thread does a
+   range changes no value. */
+void zo_philox_gauss_sweep(uint64_t count, float *const *ptrs, const uint64_t *starts, const uint64_t *ns,
+                           const uint64_t *seeds1, float coeff1, const uint64_t *seeds2, float coeff2,
+                           uint64_t *next) {
+    for (;;) {
+        uint64_t k = __atomic_fetch_add(next, 1, __ATOMIC_RELAXED);
+        if (k >= count) return;
+        if (seeds2)
+            zo_philox_gauss_axpy2(ptrs[k], starts[k], ns[k], seeds1[k], coeff1, seeds2[k], coeff2);
+        else
+            zo_philox_gauss_axpy(ptrs[k], starts[k], ns[k], seeds1[k], coeff1);
     }
 }
