@@ -156,14 +156,15 @@ def _cpu_tag() -> str:
     return f"{platform.machine()} {flags}"
 
 
-def _build(cache_dir: Path, extra_flags: tuple[str, ...] = ()) -> Path:
+def _build(cache_dir: Path, extra_flags: tuple[str, ...] = (), source_path: Path = SOURCE) -> Path:
     """The kernel's shared library for this source, compiler and CPU (extra_flags, e.g. -mno-avx512f,
-    build a narrower SIMD path: the tests compare every path the CPU can run)."""
+    build a narrower SIMD path: the tests compare every path the CPU can run; source_path, another
+    version of the kernel: bench/philox_pass.py times an earlier commit's beside this one)."""
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if compiler is None:
         raise RuntimeError("no C compiler (cc, gcc or clang) on PATH")
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True).stdout
-    source = SOURCE.read_bytes()
+    source = source_path.read_bytes()
     key = hashlib.sha256(
         b"\0".join([source, " ".join(CFLAGS + extra_flags).encode(), version.encode(), _cpu_tag().encode()])
     )
@@ -175,14 +176,14 @@ def _build(cache_dir: Path, extra_flags: tuple[str, ...] = ()) -> Path:
     os.close(fd)
     try:
         subprocess.run(
-            [compiler, *CFLAGS, *extra_flags, str(SOURCE), "-o", tmp],
+            [compiler, *CFLAGS, *extra_flags, str(source_path), "-o", tmp],
             capture_output=True,
             text=True,
             check=True,
         )
         os.replace(tmp, target)  # atomic: concurrent jobs build the same bytes; the last rename wins
     except subprocess.CalledProcessError as e:
-        raise RuntimeError(f"{compiler} failed on {SOURCE}: {e.stderr.strip()[-2000:]}") from None
+        raise RuntimeError(f"{compiler} failed on {source_path}: {e.stderr.strip()[-2000:]}") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
