@@ -20,7 +20,9 @@ replay a run):
                  .normal_(0, 1, generator=G), G a torch.Generator on D seeded with manual_seed(k_i)
                  (another distribution replaces only the draw); added as weight.add_(z.to(dtype), alpha=c).
 One seed per tensor makes tensors independent of each other, so they can be drawn in parallel threads
-and a z can be regenerated for any tensor alone.
+and a z can be regenerated for any tensor alone. A Philox pass splits the tensors into 4M-value chunks,
+largest first, and each thread makes one C call that takes chunks from a shared counter (philox.sweep):
+which thread does a chunk changes no value.
 
 A step, MeZO Algorithm 1 with restore and update fused (θ += (ε - lr·g)·z instead of θ += ε·z followed
 by θ -= lr·g·z: identical in exact arithmetic, one rounding and one pass over the weights fewer):
