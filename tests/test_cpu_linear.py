@@ -137,6 +137,29 @@ def test_unknown_backend_is_refused():
         cpu_linear.use(tiny_model(), "mkl")
 
 
+def test_forward_mode_derivatives_are_f_linears():
+    """oneDNN's op has no forward-mode formula and dropped the tangent under torch.func.jvp (the forward
+    gradient came out exactly 0); `linear` hands such calls to F.linear."""
+    g = torch.Generator().manual_seed(3)
+    x, w, b = (torch.randn(*s, generator=g) for s in [(7, 16), (5, 16), (5,)])
+    tx, tw, tb = (torch.randn(*s, generator=g) for s in [(7, 16), (5, 16), (5,)])
+
+    def ours(x, w, b):
+        return cpu_linear.linear(x, w, b).square().sum()
+
+    def theirs(x, w, b):
+        return nn.functional.linear(x, w, b).square().sum()
+
+    got = torch.func.jvp(ours, (x, w, b), (tx, tw, tb))
+    want = torch.func.jvp(theirs, (x, w, b), (tx, tw, tb))
+    assert want[1].abs() > 0 and close(got[1], want[1]) and close(got[0], want[0])
+    along_w = torch.func.jvp(lambda w: theirs(x, w, b), (w,), (tw,))[1]
+    with torch.autograd.forward_ad.dual_level():  # the classic forward-AD API too
+        dual = torch.autograd.forward_ad.make_dual(w, tw)
+        tangent = torch.autograd.forward_ad.unpack_dual(ours(x, dual, b)).tangent
+    assert tangent is not None and close(tangent, along_w)
+
+
 def test_run_configs_before_engine_3_ran_pytorchs_path():
     assert cpu_linear.linear_backend({}) == "aten"
     assert cpu_linear.linear_backend({"cpu_linear": "onednn"}) == "onednn"

@@ -69,6 +69,25 @@ def test_forward_gradient_equals_autograds_directional_derivative(model_refs, sm
         torch.testing.assert_close(p.detach(), expected, atol=1e-7, rtol=0)
 
 
+def test_forward_gradient_through_onednn_linear_layers_is_autograds(model_refs, small_split):
+    """The suites run fp32 models with their linear layers on oneDNN (engine 3). Under torch.func.jvp that op
+    dropped the tangent, so every step's directional derivative was exactly 0 and the method never moved
+    (the method-zoo suite's first run); the jvp must go through F.linear there."""
+    from zoharness import cpu_linear, models
+
+    model, tok = models.load(model_refs["llama"], cpu_linear="onednn")
+    assert cpu_linear.backend_of(model) == "onednn"
+    batch = _batch(tok, small_split)
+    named = trainable_parameters(model)
+    grads = torch.autograd.grad(scoring.loss(model, batch), [p for _, p in named])
+    zo = _engine("forward_grad", model, lr=1e-2)
+    seed = step_seed(11, 0)
+    directional = sum((g * zo.noise.noise(seed, i)).double().sum() for i, g in enumerate(grads)).item()
+    out = zo.step(batch, 0)
+    assert abs(directional) > 1e-3
+    assert out["projected_grad"] == pytest.approx(directional, rel=1e-3)
+
+
 def test_queries_one_is_the_plain_step_and_direction_zero_is_its_estimate(tiny, small_split):
     model, tok = tiny
     batch = _batch(tok, small_split)

@@ -76,9 +76,25 @@ class _LinearFunction(torch.autograd.Function):
         return grad_x, grad_w, grad_b
 
 
+def _carries_tangents(*tensors: torch.Tensor | None) -> bool:
+    """Whether a tensor is inside a torch.func transform (jvp, vmap, grad) or is a forward-AD dual. oneDNN's op
+    has no derivative formulas, and under torch.func.jvp it silently drops the tangent (the directional
+    derivative comes out 0: the forward-gradient method then never moves), so such calls go to F.linear."""
+    wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)
+    for t in tensors:
+        if t is None:
+            continue
+        if wrapped is not None and wrapped(t):
+            return True
+        if torch.autograd.forward_ad.unpack_dual(t).tangent is not None:
+            return True
+    return False
+
+
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """F.linear, through oneDNN where x and weight are fp32 on the CPU (F.linear otherwise)."""
-    if not _fits(x, weight):
+    """F.linear, through oneDNN where x and weight are fp32 on the CPU (F.linear otherwise, and under
+    forward-mode AD or another torch.func transform)."""
+    if not _fits(x, weight) or _carries_tangents(x, weight, bias):
         return nn.functional.linear(x, weight, bias)
     if torch.is_grad_enabled() and (
         x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)

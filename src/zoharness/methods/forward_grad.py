@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from zoharness.methods import mezo, require
 
 LABEL = "Forward-Grad"
-VERSION = 1
+VERSION = 2  # 2: the jvp goes through F.linear on oneDNN-routed models (version 1 got a 0 derivative there)
 # Scheduler sizing (zoharness.cluster): the weights and a tangent of the same size (torch.func.jvp)
 MEMORY_FACTOR = 2
 SMOKE_PARAMS = mezo.SMOKE_PARAMS
