@@ -168,7 +168,9 @@ def test_claim_table_one_seed_against_two(tmp_path, splits):
         pd.DataFrame([one_mezo_seed])
     )
     # A claim only on other tasks of the suite would have no rows; a missing variant is named.
-    with pytest.raises(DataError, match=r"claim 'x' on tiny-llama · sst2: no runs of variant or label 'fo'"):
+    with pytest.raises(
+        DataError, match=r"claim 'x' on tiny-llama · sst2: no runs of variant, label or method 'fo'"
+    ):
         verdict_table([{**CLAIM, "name": "x", "b": "fo"}], dirs, DATA, splits[0])
     with pytest.raises(DataError, match=r"a run of suite 't', not 'main'"):
         verdict_table([CLAIM], dirs, DATA, splits[0], suite="main")
@@ -195,6 +197,22 @@ def test_a_label_is_the_variant_with_the_best_dev_score(tmp_path, splits):
             DATA,
             splits[0],
         )
+
+
+def test_a_method_name_is_its_variant_with_the_best_dev_score(tmp_path, splits):
+    """The method zoo labels each grid point on its own ("MeZO lr=1e-5"): a claim names the method, and dev
+    picks the grid point, as the table's "Hyperparameters selected on dev" does."""
+    dirs = [
+        write_run(tmp_path, splits, "zero_shot", 0, correct=3),
+        write_run(tmp_path, splits, "mezo_lr1", 0, correct=11, label="MeZO lr=1", dev_score=0.5),
+        write_run(tmp_path, splits, "mezo_lr2", 0, correct=6, label="MeZO lr=2", dev_score=0.625),
+    ]
+    row = verdict_table([{**CLAIM, "a": "mezo"}], dirs, DATA, splits[0], suite="t").iloc[0]
+    assert (row.a_variant, row.b_variant, row.n_a) == ("mezo_lr2", "zero_shot", 1)
+    # a label wins over a method of the same name, even with a worse dev score
+    pinned = write_run(tmp_path, splits, "pinned", 0, correct=1, label="mezo", dev_score=0.1)
+    row = verdict_table([{**CLAIM, "a": "mezo"}], [*dirs, pinned], DATA, splits[0], suite="t").iloc[0]
+    assert row.a_variant == "pinned"
 
 
 def _cell(seeds, n=4):

@@ -120,7 +120,7 @@ def test_claims_default_to_empty_and_are_normalised():
     [
         (
             [{**CLAIM, "b": "zeroshot"}],
-            r"claims\.0 \('c'\): b: unknown variant or label 'zeroshot'. Did you mean 'zero_shot'\? The suite's ",
+            r"claims\.0 \('c'\): b: unknown variant, label or method 'zeroshot'. Did you mean 'zero_shot'\? The suite's ",
         ),
         ([CLAIM, {**CLAIM, "b": "fo"}], r"claims\.1 \('c'\): duplicate claim name 'c'"),
         ([{**CLAIM, "direction": ">="}], r"claims\.0\.direction: '>=' is not one of \['>', '<', '≈'\]"),

@@ -228,23 +228,26 @@ def cells(runs: list[RunScores]) -> dict[tuple[str, str, str], dict[int, RunScor
 
 
 def resolve_side(name: str, model: str, task: str, by_cell: dict, what: str) -> str:
-    """The variant a claim's side names on (model, task): the variant itself, or, for a label several
-    variants share (a learning-rate grid shown as one row, "MeZO"), the one with the best mean dev score
-    over its seeds (as the paper picks its grid point; ties: the first in run order). Test never decides."""
+    """The variant a claim's side names on (model, task): the variant itself; or, for a label several
+    variants share (a learning-rate grid shown as one row, "MeZO") or else a method's registry name whose
+    variants carry labels of their own (the method zoo's "mezo" over "MeZO lr=1e-5" and "MeZO lr=3e-5"),
+    the one with the best mean dev score over its seeds (as the paper picks its grid point; ties: the first
+    in run order). Test never decides. Variant names win over labels, labels over methods."""
     if (model, task, name) in by_cell:
         return name
-    labelled = [
-        variant
+    here = [
+        (variant, next(iter(cell.values())))
         for (m, t, variant), cell in by_cell.items()
-        if m == model and t == task and next(iter(cell.values())).label == name
+        if (m, t) == (model, task)
+    ]
+    labelled = [variant for variant, run in here if run.label == name] or [
+        variant for variant, run in here if run.method == name
     ]
     if not labelled:
-        raise DataError(f"{what}: no runs of variant or label {name!r} among the run folders given")
+        raise DataError(f"{what}: no runs of variant, label or method {name!r} among the run folders given")
     dev = {v: float(np.mean([run.dev_score for run in by_cell[model, task, v].values()])) for v in labelled}
     if any(math.isnan(d) for d in dev.values()):
-        raise DataError(
-            f"{what}: {name!r} is a label of {labelled}, but not every run has a dev score to pick by"
-        )
+        raise DataError(f"{what}: {name!r} names {labelled}, but not every run has a dev score to pick by")
     return max(labelled, key=lambda v: (dev[v], -labelled.index(v)))
 
 

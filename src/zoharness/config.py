@@ -242,15 +242,22 @@ def _normalise_claims(cfg: dict, where: str) -> list[dict]:
         if name in seen:
             raise ConfigError(f"{at}: duplicate claim name {name!r}; claim names must be unique")
         seen.add(name)
-        # A side names a variant, or a label that variants share (a grid: the best on dev is compared).
+        # A side names a variant, a label that variants share, or a method (a grid: the best on dev is
+        # compared; zoharness.claims.resolve_side).
         labels = list(dict.fromkeys(entry["label"] for entry in cfg["variants"].values()))
+        methods = list(dict.fromkeys(entry["method"] for entry in cfg["variants"].values()))
         for side in ("a", "b"):
-            if claim[side] not in cfg["variants"] and claim[side] not in labels:
-                close = difflib.get_close_matches(claim[side], [*cfg["variants"], *labels], n=1)
+            if (
+                claim[side] not in cfg["variants"]
+                and claim[side] not in labels
+                and claim[side] not in methods
+            ):
+                close = difflib.get_close_matches(claim[side], [*cfg["variants"], *labels, *methods], n=1)
                 hint = f" Did you mean {close[0]!r}?" if close else ""
                 raise ConfigError(
-                    f"{at}: {side}: unknown variant or label {claim[side]!r}.{hint} The suite's variants: "
-                    f"{', '.join(cfg['variants'])}; labels: {', '.join(labels)}"
+                    f"{at}: {side}: unknown variant, label or method {claim[side]!r}.{hint} The suite's "
+                    f"variants: {', '.join(cfg['variants'])}; labels: {', '.join(labels)}; methods: "
+                    f"{', '.join(methods)}"
                 )
         if claim["a"] == claim["b"]:
             raise ConfigError(f"{at}: a and b are both {claim['a']!r}; a claim compares two variants")
