@@ -88,6 +88,16 @@ def test_forward_gradient_through_onednn_linear_layers_is_autograds(model_refs, 
     assert out["projected_grad"] == pytest.approx(directional, rel=1e-3)
 
 
+def test_forward_gradients_tangent_bytes_are_known_before_a_step(tiny):
+    """metrics.json's fg_tangent_bytes (the memory figure's "jvp tangent") must not depend on the trainer having
+    stepped: a run that reports its best checkpoint replays into a fresh one (the method-zoo suite's first run
+    recorded 0)."""
+    model, _ = tiny
+    zo = _engine("forward_grad", model)
+    expected = sum(p.numel() * p.element_size() for _, p in trainable_parameters(model))
+    assert expected > 0 and zo.extra_metrics()["fg_tangent_bytes"] == expected
+
+
 def test_queries_one_is_the_plain_step_and_direction_zero_is_its_estimate(tiny, small_split):
     model, tok = tiny
     batch = _batch(tok, small_split)

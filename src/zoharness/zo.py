@@ -654,7 +654,6 @@ class ForwardGradient(ZOSGD):
         self.noise.timer.add("noise", t1 - t0)
         self.noise.timer.add("forward_jvp", t2 - t1)
         self.noise.timer.add("sync", time.perf_counter() - t2)
-        self._tangent_bytes = sum(v.numel() * v.element_size() for v in tangents.values())
         if not (math.isfinite(loss) and math.isfinite(grad)):
             raise NonFiniteLossError(
                 f"step {index}: loss or its directional derivative is not finite ({loss}, {grad})"
@@ -677,4 +676,7 @@ class ForwardGradient(ZOSGD):
         self.noise.axpy(seed, -lr * grad)
 
     def extra_metrics(self) -> dict:
-        return {**super().extra_metrics(), "fg_tangent_bytes": getattr(self, "_tangent_bytes", 0)}
+        # The tangent is one tensor per trainable tensor, in its dtype: known without a step (a run that
+        # evaluates its best checkpoint replays into a fresh trainer that never ran estimate).
+        tangent_bytes = sum(t.numel() * t.element_size() for t in self.noise.tensors)
+        return {**super().extra_metrics(), "fg_tangent_bytes": tangent_bytes}
