@@ -10,7 +10,6 @@ values in all, as the embedded model. Gradients are random: the step's cost does
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import time
@@ -22,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from zoharness.io import write_json_atomic  # noqa: E402
-from zoharness.profiling import device_name  # noqa: E402
+from zoharness.profiling import host_record  # noqa: E402
 
 IMPLEMENTATIONS = {"for-loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
 
@@ -56,9 +55,7 @@ def main(argv=None) -> int:
             "threads": args.threads,
             "step_median_s": medians,
             "step_times_s": times,
-            "device": device_name(torch.device("cpu")),
-            "platform": platform.platform(),
-            "torch": torch.__version__,
+            **host_record(torch.device("cpu")),
         },
     )
     print(f"wrote {args.out}")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import platform
 import statistics
 import subprocess
 import sys
@@ -36,7 +35,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from zoharness import models, philox  # noqa: E402
 from zoharness.io import write_json_atomic  # noqa: E402
-from zoharness.profiling import device_name  # noqa: E402
+from zoharness.profiling import host_record  # noqa: E402
 from zoharness.zo import PhiloxNoise, tensor_seeds, trainable_parameters  # noqa: E402
 
 DEFAULT_MODEL_REF = ROOT / "resources/models/smollm2-135m/model_ref.json"
@@ -159,10 +158,7 @@ def main(argv=None) -> int:
                 "values": n_values,
                 "repeats": args.repeats,
                 "results": results,
-                "device": device_name(torch.device("cpu")),
-                "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-                "platform": platform.platform(),
-                "torch": torch.__version__,
+                **host_record(torch.device("cpu")),
             },
         )
         print(f"wrote {args.out}")

@@ -145,6 +145,21 @@ def cpu_signature() -> dict:
     return info
 
 
+def host_record(device) -> dict:
+    """What a benchmark's JSON says about where it ran: the device's name, on CPU its family, model and vector ISA
+    (cpu_signature), the OS and torch's version."""
+    import platform
+
+    import torch
+
+    return {
+        "device": device_name(device),
+        **({"cpu": cpu_signature()} if torch.device(device).type == "cpu" else {}),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+    }
+
+
 def interleaved_times(calls: dict, warmup: int, repeats: int, sync=None) -> dict[str, list[float]]:
     """Wall times of each call over `repeats` rounds after `warmup` ones, every round timing each call
     once, so slow drift of a shared machine (thermal, other load) hits all calls alike. `sync` (e.g.
