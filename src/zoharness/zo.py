@@ -57,6 +57,7 @@ import numpy as np
 import torch
 
 from zoharness import philox, scoring
+from zoharness.profiling import tensor_bytes
 from zoharness.trainer import Trainer
 
 
@@ -678,5 +679,4 @@ class ForwardGradient(ZOSGD):
     def extra_metrics(self) -> dict:
         # The tangent is one tensor per trainable tensor, in its dtype: known without a step (a run that
         # evaluates its best checkpoint replays into a fresh trainer that never ran estimate).
-        tangent_bytes = sum(t.numel() * t.element_size() for t in self.noise.tensors)
-        return {**super().extra_metrics(), "fg_tangent_bytes": tangent_bytes}
+        return {**super().extra_metrics(), "fg_tangent_bytes": tensor_bytes(self.noise.tensors)}
